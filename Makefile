@@ -1,0 +1,51 @@
+# meetrd's tasks.  On a fresh machine with Python 3.11+, JDK 17, Maven and
+# make, `make run` and `make test` set up everything else themselves.
+
+PYTHON_BOOT ?= python3
+VENV ?= .venv
+PYTHON = $(VENV)/bin/python
+RUN_DIR = .run
+# A settings file to run with; when empty, `make run` writes one for the
+# local development node.
+MEETR_CONFIG ?=
+
+.PHONY: venv run test test-unit bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	test -x $(PYTHON) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --upgrade "pip>=24"
+	$(PYTHON) -m pip install -q -e '.[test]'
+	touch $@
+
+include Makefile.devnode
+
+# Run meetrd in the foreground: with MEETR_CONFIG when given, otherwise
+# against the local node (started when it is not running).
+run: venv
+ifeq ($(strip $(MEETR_CONFIG)),)
+	@mkdir -p $(RUN_DIR)
+	@node=$$($(DEVNODE) start | tail -n 1) && \
+	  $(PYTHON) -m meetrd.devconfig "$$node" > $(RUN_DIR)/meetr.yaml && \
+	  echo "meetrd: settings $(RUN_DIR)/meetr.yaml, Cassandra $$node" >&2
+	$(VENV)/bin/twistd --pidfile= -n meetr -c $(RUN_DIR)/meetr.yaml
+else
+	$(VENV)/bin/twistd --pidfile= -n meetr -c $(MEETR_CONFIG)
+endif
+
+# Every test, against the local node (started when it is not running).
+test: venv
+	@node=$$($(DEVNODE) start | tail -n 1) && \
+	  MEETR_TEST_CASSANDRA="$$node" $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+# The tests that need no Cassandra node.
+test-unit: venv
+	$(PYTHON) -m pytest -q tests -m "not cassandra" $(PYTEST_ARGS)
+
+bench: venv
+	@node=$$($(DEVNODE) start | tail -n 1) && \
+	  MEETR_TEST_CASSANDRA="$$node" $(PYTHON) bench/run.py
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) build *.egg-info

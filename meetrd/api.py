@@ -1,0 +1,427 @@
+"""
+The metrics API: a Klein application over the store.
+
+Every error is JSON naming the field and the problem: C{400} for bad input,
+C{404}/C{405} for routes, C{413} for bodies over the limit (see
+L{meetrd.web}), C{415} for bodies of an unknown type and C{503} with
+C{Retry-After} when Cassandra cannot answer in time.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from meetrd.aggregate import AGGREGATIONS
+from meetrd.durations import DurationError, parseDuration
+from meetrd.search import Query, SearchTooWide, runSearch
+from meetrd.settings import Settings
+from meetrd.store import StoreUnavailable
+from meetrd.timestamps import TimestampError, parseTimestamp
+from meetrd.validation import (
+    BatchProblems,
+    FieldProblem,
+    checkBatch,
+    checkMetric,
+    checkPoint,
+)
+from meetrd.web import jsonBody
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ApiError(Exception):
+    """
+    An answer other than success, with a JSON body.
+    """
+
+    def __init__(self, code: int, body: dict[str, Any],
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(code, body)
+        self.code = code
+        self.body = body
+        self.headers = headers or {}
+
+
+class TooLarge(ApiError):
+    """
+    A decompressed body is over the size limit.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, {"error": f"decompressed body larger than "
+                                        f"{limit} bytes",
+                               "field": "(body)", "limit": limit})
+
+
+def _respond(request: IRequest, code: int, payload: Any,
+             headers: dict[str, str] | None = None) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    for name, value in (headers or {}).items():
+        request.setHeader(name.encode("ascii"), value.encode("ascii"))
+    return jsonBody(payload)
+
+
+def _arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldProblem(name, "not valid UTF-8") from None
+
+
+def _args(request: IRequest, name: str) -> list[str]:
+    try:
+        return [v.decode("utf-8")
+                for v in request.args.get(name.encode("ascii"), [])]
+    except UnicodeDecodeError:
+        raise FieldProblem(name, "not valid UTF-8") from None
+
+
+def _required(request: IRequest, name: str) -> str:
+    value = _arg(request, name)
+    if value is None or value == "":
+        raise FieldProblem(name, "required")
+    return value
+
+
+def readBody(request: IRequest, limit: int) -> bytes:
+    """
+    The request body, decompressed when it came gzip-encoded; at most
+    C{limit} bytes either way.
+    """
+    request.content.seek(0)
+    body = request.content.read()
+    encoding = (request.getHeader(b"content-encoding") or b"identity")
+    encoding = encoding.strip().lower()
+    if encoding in (b"", b"identity"):
+        return body
+    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
+        raise ApiError(415, {"error": "unsupported Content-Encoding",
+                             "field": "Content-Encoding",
+                             "supported": ["gzip", "deflate", "identity"]})
+    wbits = 31 if encoding != b"deflate" else 15
+    inflater = zlib.decompressobj(wbits)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise FieldProblem("(body)", f"cannot decompress: {e}") from None
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise TooLarge(limit)
+    return plain
+
+
+def parseJSON(data: bytes | str, field: str) -> Any:
+    """
+    Parse JSON, or raise a L{FieldProblem} naming C{field}.
+    """
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FieldProblem(field, f"not valid JSON: {e}") from None
+
+
+class MetricsAPI:
+    """
+    The HTTP API of meetrd.
+
+    @ivar app: the Klein application; C{resource()} serves it.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, store: Any, settings: Settings,
+                 clock: Any, hunter: Any = None) -> None:
+        """
+        @param store: a L{meetrd.store.MetricStore} (or one like it).
+        @param settings: the daemon's settings.
+        @param clock: provides C{seconds()}.
+        @param hunter: the hunter, for the routes that start or report
+            hunts; C{None} when there is none.
+        """
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.hunter = hunter
+
+    def resource(self) -> Any:
+        """
+        The twisted.web resource serving this API.
+        """
+        return self.app.resource()
+
+    def _nowMs(self) -> int:
+        return int(self.clock.seconds() * 1000)
+
+    # Writes
+
+    @app.route("/1.0/metrics", methods=["POST"])
+    def write(self, request: IRequest) -> Any:
+        """
+        Store one point (form fields) or a batch (form field C{batch} plus
+        C{metrics}, or a JSON body); answer once Cassandra has it.
+        """
+        points = self._pointsOf(request)
+        d = self.store.writePoints(points)
+        return d.addCallback(lambda written: _respond(
+            request, 200, {"status": "ok", "written": written}))
+
+    def _pointsOf(self, request: IRequest) -> list[Any]:
+        limits = self.settings.limits
+        nowMs = self._nowMs()
+        contentType = (request.getHeader(b"content-type") or b"")
+        mediaType = contentType.split(b";")[0].strip().lower()
+        if mediaType in (b"application/json", b"text/json"):
+            document = parseJSON(
+                readBody(request, self.settings.http.max_body_size),
+                "(body)")
+            if isinstance(document, dict) and "metrics" in document:
+                document = document["metrics"]
+            return checkBatch(document, limits, nowMs, field="(body)")
+        if mediaType not in (b"application/x-www-form-urlencoded",
+                             b"multipart/form-data", b""):
+            raise ApiError(415, {
+                "error": "unsupported Content-Type",
+                "field": "Content-Type",
+                "supported": ["application/x-www-form-urlencoded",
+                              "multipart/form-data", "application/json"],
+            })
+        if b"batch" in request.args:
+            metrics = _required(request, "metrics")
+            return checkBatch(parseJSON(metrics, "metrics"), limits, nowMs)
+        item: dict[str, Any] = {}
+        for name in ("metric_id", "ts", "value", "tags"):
+            value = _arg(request, name)
+            if value is not None:
+                item[name] = value
+        for name in ("metric_id", "ts", "value"):
+            if name not in item:
+                raise FieldProblem(name, "required")
+        return [checkPoint(item, limits, nowMs)]
+
+    # Searches
+
+    @app.route("/1.0/metrics", methods=["GET", "HEAD"])
+    def search(self, request: IRequest) -> Any:
+        """
+        Aggregate a metric over an inclusive time range.
+        """
+        query = self._queryOf(request)
+        d = runSearch(self.store, query, self.settings.limits)
+        return d.addCallback(lambda body: _respond(request, 200, body))
+
+    def _queryOf(self, request: IRequest) -> Query:
+        metric = checkMetric(_required(request, "metric"),
+                             self.settings.limits, field="metric")
+        fromText = _required(request, "from")
+        toText = _required(request, "to")
+        fromMs = _timeArg(fromText, "from")
+        toMs = _timeArg(toText, "to")
+        if fromMs > toMs:
+            raise FieldProblem("from", "must not be after 'to'")
+        aggregation = _required(request, "aggregation")
+        if aggregation not in AGGREGATIONS:
+            raise ApiError(400, {
+                "error": f"unknown aggregation {aggregation[:40]!r}",
+                "field": "aggregation", "valid": list(AGGREGATIONS)})
+        filters: dict[str, set[str]] = {}
+        for tag in _args(request, "tag"):
+            key, sep, value = tag.partition(":")
+            if not sep or not key or not value:
+                raise FieldProblem("tag", f"{tag[:60]!r} is not KEY:VALUE")
+            filters.setdefault(key, set()).add(value)
+        groupBy = _arg(request, "group_by")
+        if groupBy is not None and not groupBy:
+            raise FieldProblem("group_by", "names a tag key")
+        intervalMs = None
+        intervalText = _arg(request, "interval")
+        if intervalText is not None:
+            try:
+                intervalMs = round(parseDuration(intervalText) * 1000)
+            except DurationError as e:
+                raise FieldProblem("interval", str(e)) from None
+            if intervalMs < 1:
+                raise FieldProblem("interval", "must be at least 1ms")
+            if (toMs - fromMs) // intervalMs > 1_000_000:
+                raise FieldProblem("interval", "more than 1000000 intervals "
+                                               "in the range")
+        return Query(
+            metric=metric, fromText=fromText, toText=toText, fromMs=fromMs,
+            toMs=toMs, aggregation=aggregation,
+            tagFilters=tuple((k, frozenset(v))
+                             for k, v in sorted(filters.items())),
+            groupBy=groupBy, intervalMs=intervalMs)
+
+    # Hunting
+
+    @app.route("/fetch", methods=["POST"])
+    def fetch(self, request: IRequest) -> bytes:
+        """
+        Start fetching a path from nodes, as Artemis did; C{202} at once.
+        """
+        from meetrd.hunter.allow import NotAllowed, checkAllowed
+        from meetrd.hunter.ondemand import BadPath, normalizePath
+        from meetrd.settings import parseNode
+
+        if self.hunter is None:
+            raise ApiError(404, {"error": "no hunter in this process"})
+        nodes = _args(request, "node")
+        if not nodes:
+            raise FieldProblem("node", "required: one or more host:port")
+        url = _required(request, "url")
+        try:
+            path = normalizePath(url)
+        except BadPath as e:
+            raise FieldProblem("url", str(e)) from None
+        if len(nodes) > 1000:
+            raise FieldProblem("node", "more than 1000 nodes in one fetch")
+        rules = self.settings.hunter.allow
+        for node in nodes:
+            try:
+                host, _ = parseNode(node)
+            except ValueError as e:
+                raise FieldProblem("node", str(e)) from None
+            try:
+                checkAllowed(host, rules)
+            except NotAllowed as e:
+                raise ApiError(403, {"error": str(e), "field": "node",
+                                     "node": node, "allow": list(rules)})
+        job = self.hunter.jobs.start(nodes, path)
+        request.setHeader(b"location", f"/fetch/{job.id}".encode("ascii"))
+        return _respond(request, 202, {"job": job.id, "nodes": list(job.nodes),
+                                       "url": path})
+
+    @app.route("/fetch/<string:jobId>", methods=["GET", "HEAD"])
+    def fetchReport(self, request: IRequest, jobId: str) -> bytes:
+        """
+        How an on-demand fetch is going, node by node.
+        """
+        job = None if self.hunter is None else self.hunter.jobs.get(jobId)
+        if job is None:
+            raise ApiError(404, {"error": "no such fetch job (jobs are "
+                                          "kept for a bounded time)",
+                                 "field": "job", "job": jobId[:64]})
+        return _respond(request, 200, job.asJSON())
+
+    @app.route("/targets", methods=["GET", "HEAD"])
+    def targets(self, request: IRequest) -> bytes:
+        """
+        Every target this instance hunts, with its health.
+        """
+        entries = [] if self.hunter is None else self.hunter.report()
+        return _respond(request, 200, {"targets": entries})
+
+    # Health
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    def health(self, request: IRequest) -> bytes:
+        """
+        C{200} while the process runs.
+        """
+        return _respond(request, 200, {"status": "ok"})
+
+    @app.route("/ready", methods=["GET", "HEAD"])
+    def ready(self, request: IRequest) -> bytes:
+        """
+        C{200} when the Cassandra session is up and the schema in place.
+        """
+        if self.store.ready:
+            return _respond(request, 200, {"status": "ready"})
+        return _respond(request, 503, {"status": "not ready",
+                                       "error": self.store.lastError},
+                        {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    # Errors
+
+    @app.handle_errors(FieldProblem)
+    def fieldProblem(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        One field is wrong: C{400} naming it.
+        """
+        problem = failure.value
+        body = {"error": f"{problem.field}: {problem.problem}"}
+        body.update(problem.asJSON())
+        return _respond(request, 400, body)
+
+    @app.handle_errors(BatchProblems)
+    def batchProblems(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Items of a batch are wrong: C{400} listing every one.
+        """
+        problems = failure.value.problems
+        return _respond(request, 400, {
+            "error": f"{len(problems)} invalid point(s); nothing was stored",
+            "errors": [p.asJSON() for p in problems[:1000]],
+        })
+
+    @app.handle_errors(SearchTooWide)
+    def tooWide(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        A search over the limits: C{400} saying which to narrow.
+        """
+        return _respond(request, 400, {"error": failure.value.problem,
+                                       "field": failure.value.field})
+
+    @app.handle_errors(ApiError)
+    def apiError(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        An answer decided by a route.
+        """
+        error = failure.value
+        return _respond(request, error.code, error.body, error.headers)
+
+    @app.handle_errors(StoreUnavailable)
+    def unavailable(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Cassandra cannot answer: C{503}, try again later.
+        """
+        self.log.warn("Cassandra unavailable for {method} {path}: {why}",
+                      method=request.method.decode("ascii", "replace"),
+                      path=request.path.decode("ascii", "replace"),
+                      why=str(failure.value))
+        return _respond(request, 503, {
+            "error": f"Cassandra is unavailable: {failure.value}"},
+            {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.handle_errors(HTTPException)
+    def httpError(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Routing errors (C{404}, C{405}) as JSON.
+        """
+        error = failure.value
+        headers = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(error.valid_methods)
+        return _respond(request, error.code, {
+            "error": error.name.lower(), "path": request.path.decode(
+                "utf-8", "replace")}, headers)
+
+    @app.handle_errors(Exception)
+    def unexpected(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        A fault of meetrd's own: logged in full, C{500} without details.
+        """
+        self.log.failure("Unexpected error answering {path}", failure,
+                         path=request.path.decode("utf-8", "replace"))
+        return _respond(request, 500, {"error": "internal error; see the "
+                                                "server log"})
+
+
+def _timeArg(text: str, field: str) -> int:
+    try:
+        return parseTimestamp(text)
+    except TimestampError as e:
+        raise FieldProblem(field, str(e)) from None
+
+

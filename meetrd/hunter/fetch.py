@@ -1,0 +1,182 @@
+"""
+Fetching one page from a node with treq: a deadline over the whole
+exchange, gzip accepted, redirects bounded, the body's size capped while
+it streams in, and non-2xx answers treated as failures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent
+
+USER_AGENT = b"meetrd-hunter/0.1"
+ACCEPT = (b"application/openmetrics-text;version=1.0.0;q=0.6,"
+          b"text/plain;version=0.0.4;q=0.5,application/json;q=0.4,*/*;q=0.1")
+
+
+class FetchError(Exception):
+    """
+    A fetch failed; the message is the reason, fit for a report.
+    """
+
+
+class BodyTooLarge(Exception):
+    """
+    A body grew past its limit while it streamed in.
+    """
+
+
+@dataclass(frozen=True)
+class Page:
+    """
+    A fetched page.
+    """
+
+    body: bytes
+    contentType: str | None
+
+
+class Fetcher:
+    """
+    Fetches pages over one pool of persistent connections.
+    """
+
+    def __init__(self, reactor: Any, maxBodySize: int, maxRedirects: int,
+                 maxPerHost: int = 2, client: HTTPClient | None = None,
+                 plainClient: HTTPClient | None = None) -> None:
+        """
+        @param maxBodySize: the largest (decoded) body accepted, in bytes.
+        @param maxRedirects: redirects followed for configured targets.
+        @param client: an HTTP client to use instead of the pooled one
+            (tests pass C{treq.testing.StubTreq}'s).
+        @param plainClient: the client that never follows redirects, for
+            on-demand fetches whose nodes were checked against the rules.
+        """
+        self._reactor = reactor
+        self._maxBodySize = maxBodySize
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = maxPerHost
+        self.pool.cachedConnectionTimeout = 120
+        agent = Agent(reactor, pool=self.pool, connectTimeout=None)
+        self._plain = plainClient or client or HTTPClient(agent)
+        if client is None:
+            client = HTTPClient(RedirectAgent(agent, redirectLimit=maxRedirects)
+                                if maxRedirects else agent)
+        self._client = client
+
+    def fetch(self, url: str, timeout: float, followRedirects: bool = True
+              ) -> Deferred[Page]:
+        """
+        Fetch C{url}; fail with L{FetchError} saying why.
+        """
+        client = self._client if followRedirects else self._plain
+        d = client.get(url, headers={b"Accept": [ACCEPT],
+                                     b"User-Agent": [USER_AGENT]},
+                       allow_redirects=False, unbuffered=True,
+                       reactor=self._reactor)
+        d.addCallback(self._read)
+        timedOut = []
+
+        def expire() -> None:
+            timedOut.append(True)
+            d.cancel()
+
+        deadline = self._reactor.callLater(timeout, expire)
+
+        def settle(result: Any) -> Any:
+            if deadline.active():
+                deadline.cancel()
+            return result
+
+        def explain(failure: Any) -> None:
+            if timedOut:
+                raise FetchError(f"timed out after {timeout:g}s")
+            if failure.check(FetchError):
+                return failure
+            if failure.check(BodyTooLarge):
+                raise FetchError(f"body larger than {self._maxBodySize} bytes")
+            if failure.check(CancelledError):
+                raise FetchError("cancelled")
+            raise FetchError(_reason(failure))
+
+        return d.addBoth(settle).addErrback(explain)
+
+    def _read(self, response: Any) -> Deferred[Page]:
+        """
+        Check the status and the declared length, then stream the body.
+        """
+        if not 200 <= response.code < 300:
+            response.deliverBody(_Discard())
+            raise FetchError(f"HTTP {response.code} "
+                             f"{response.phrase.decode('latin-1', 'replace')}")
+        if isinstance(response.length, int) and \
+                response.length > self._maxBodySize and \
+                not response.headers.hasHeader(b"content-encoding"):
+            response.deliverBody(_Discard())
+            raise BodyTooLarge()
+        chunks: list[bytes] = []
+        size = [0]
+        limit = self._maxBodySize
+
+        def collector(data: bytes) -> None:
+            size[0] += len(data)
+            if size[0] > limit:
+                raise BodyTooLarge()
+            chunks.append(data)
+
+        contentType = response.headers.getRawHeaders(b"content-type", [None])[-1]
+        if isinstance(contentType, bytes):
+            contentType = contentType.decode("latin-1")
+        return treq.collect(response, collector).addCallback(
+            lambda _: Page(b"".join(chunks), contentType))
+
+    def close(self) -> Deferred[None]:
+        """
+        Close the pooled connections.
+        """
+        return self.pool.closeCachedConnections()
+
+
+class _Discard:
+    """
+    A body protocol that drops what it gets, so the connection can close.
+    """
+
+    transport: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        pass
+
+
+def _reason(failure: Any) -> str:
+    """
+    The cause of a failed fetch in a few words.
+    """
+    from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
+
+    error = failure.value
+    if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
+        reasons = getattr(error, "reasons", None) or []
+        inner = "; ".join(_short(r.value) for r in reasons) or "no answer"
+        if isinstance(error, ResponseNeverReceived):
+            return f"no response: {inner}"
+        return f"response broken off: {inner}"
+    return _short(error)
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    text = " ".join(text.split())
+    return text[:300]

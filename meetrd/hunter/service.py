@@ -1,0 +1,164 @@
+"""
+The hunter: a service that keeps one L{ScrapeLoop} per target of this
+instance's share, re-reads target files when they change, and runs
+on-demand fetches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from meetrd.hunter.fetch import Fetcher
+from meetrd.hunter.ondemand import FetchJobs
+from meetrd.hunter.pages import PageLimits
+from meetrd.hunter.scrape import Scraper, ScrapeLoop, ScrapeResult
+from meetrd.hunter.targets import (
+    Target,
+    configuredTargets,
+    fileStamps,
+    readTargetFile,
+    targetFiles,
+)
+from meetrd.settings import Settings, SettingsError, TargetGroup
+from meetrd.timestamps import formatTimestamp
+
+
+class HunterService(Service):
+    """
+    Hunts the configured targets on schedule and nodes on demand.
+
+    @ivar loops: the scrape loop of each target, by target key.
+    @ivar jobs: the on-demand fetch jobs.
+    """
+
+    log = Logger()
+
+    def __init__(self, settings: Settings, store: Any, reactor: Any,
+                 fetcher: Fetcher | None = None,
+                 onResult: Any = None) -> None:
+        hunter = settings.hunter
+        self.settings = settings
+        self.store = store
+        self.reactor = reactor
+        self.fetcher = fetcher or Fetcher(reactor, hunter.max_body_size,
+                                          hunter.max_redirects)
+        limits = PageLimits(maxSamples=hunter.sample_limit)
+        self.scraper = Scraper(self.fetcher, store, limits,
+                               DeferredSemaphore(hunter.max_in_flight),
+                               reactor)
+        self.jobs = FetchJobs(self.scraper, reactor, hunter.fetch_timeout,
+                              hunter.fetch_jobs_kept, hunter.fetch_jobs_ttl)
+        self.loops: dict[str, ScrapeLoop] = {}
+        self.onResult = onResult
+        self._fileGroups: dict[str, tuple[TargetGroup, ...]] = {}
+        self._stamps: dict[str, tuple[float, int]] = {}
+        self._watcher: LoopingCall | None = None
+
+    def startService(self) -> None:
+        """
+        Read the target files and start every target's schedule.
+        """
+        super().startService()
+        self.reloadTargetFiles()
+        patterns = self.settings.hunter.target_files
+        if patterns:
+            self._watcher = LoopingCall(self.reloadTargetFiles)
+            self._watcher.clock = self.reactor
+            self._watcher.start(self.settings.hunter.target_files_check,
+                                now=False)
+
+    def reloadTargetFiles(self, force: bool = False) -> None:
+        """
+        Re-read target files that changed; a malformed file is reported and
+        its last good groups kept.  Then start and stop loops to match.
+        """
+        paths = targetFiles(self.settings.hunter.target_files)
+        stamps = fileStamps(paths)
+        if stamps == self._stamps and not force and self.loops:
+            return
+        changed = [p for p in paths if stamps.get(p) != self._stamps.get(p)]
+        for path in changed:
+            try:
+                self._fileGroups[path] = readTargetFile(path)
+                self.log.info("Read targets from {path}", path=path)
+            except SettingsError as e:
+                self.log.error("Keeping the last good targets of {path}: "
+                               "{why}", path=path, why=str(e))
+        for path in list(self._fileGroups):
+            if path not in stamps:
+                self.log.info("Target file {path} is gone", path=path)
+                del self._fileGroups[path]
+        self._stamps = stamps
+        groups = [g for p in sorted(self._fileGroups)
+                  for g in self._fileGroups[p]]
+        self._apply(configuredTargets(self.settings.hunter, groups))
+
+    def _apply(self, targets: list[Target]) -> None:
+        wanted = {target.key: target for target in targets}
+        for key in list(self.loops):
+            if key not in wanted or wanted[key] != self.loops[key].target:
+                self.loops.pop(key).stop()
+        for key, target in wanted.items():
+            if key not in self.loops:
+                loop = ScrapeLoop(target, self.scraper, self.reactor,
+                                  self._scraped)
+                self.loops[key] = loop
+                if self.running:
+                    loop.start()
+
+    def _scraped(self, result: ScrapeResult) -> None:
+        if self.onResult is not None:
+            self.onResult(result)
+
+    def stopService(self) -> Deferred[Any]:
+        """
+        Stop every schedule, let scrapes and fetches in flight finish, and
+        close the connection pool.
+        """
+        super().stopService()
+        if self._watcher is not None and self._watcher.running:
+            self._watcher.stop()
+        stopping = [loop.stop() for loop in self.loops.values()]
+        stopping.append(self.jobs.drain())
+        d = DeferredList(stopping, consumeErrors=True)
+        return d.addCallback(lambda _: self.fetcher.close())
+
+    def report(self) -> list[dict[str, Any]]:
+        """
+        Every target of this instance with its health, for C{/targets}.
+        """
+        shard = self.settings.hunter.shard
+        entries = []
+        for key in sorted(self.loops):
+            loop = self.loops[key]
+            target, health = loop.target, loop.health
+            entries.append({
+                "job": target.job,
+                "node": target.node,
+                "url": target.url,
+                "interval": target.interval,
+                "timeout": target.timeout,
+                "labels": dict(target.labels),
+                "health": health.health,
+                "last_scrape": _time(health.lastScrapeMs),
+                "last_duration": health.lastDuration,
+                "samples_stored": health.samplesStored,
+                "samples_skipped": health.samplesSkipped,
+                "last_error": health.lastError,
+                "next_scrape": _time(health.nextScrapeMs),
+                "scrapes": health.scrapes,
+                "failures": health.failures,
+                "on_time": health.onTime,
+                "retries": health.retries,
+                "shard": {"index": shard.index, "count": shard.count},
+            })
+        return entries
+
+
+def _time(milliseconds: int | None) -> str | None:
+    return None if milliseconds is None else formatTimestamp(milliseconds)

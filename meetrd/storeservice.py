@@ -1,0 +1,101 @@
+"""
+The service that owns the store's connection: it connects once the
+reactor runs, keeps retrying with backoff while Cassandra cannot be
+reached, and on stop lets writes in flight finish before closing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from meetrd.store import StoreUnavailable
+
+
+class StoreService(Service):
+    """
+    Connects a L{meetrd.store.MetricStore} and closes it.
+
+    @ivar attempts: connection attempts made so far.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: Any, reactor: Any, maxDelay: float = 10.0,
+                 grace: float = 30.0) -> None:
+        """
+        @param store: the store to connect.
+        @param reactor: for C{callWhenRunning} and C{callLater}.
+        @param maxDelay: the longest wait between two attempts, seconds.
+        @param grace: how long C{stopService} waits for requests in flight.
+        """
+        self.store = store
+        self._reactor = reactor
+        self._maxDelay = maxDelay
+        self._grace = grace
+        self._delay = 0.5
+        self._retry: Any = None
+        self._connecting: Deferred[None] | None = None
+        self.attempts = 0
+
+    def startService(self) -> None:
+        """
+        Connect as soon as the reactor runs (the driver starts a reactor
+        thread of its own when it finds none running).
+        """
+        super().startService()
+        self._retry = self._reactor.callWhenRunning(self._attempt)
+
+    def _attempt(self) -> None:
+        self._retry = None
+        if not self.running:
+            return
+        self.attempts += 1
+        self._connecting = self.store.connect()
+        self._connecting.addCallbacks(self._connected, self._failed)
+
+    def _connected(self, _: None) -> None:
+        self._connecting = None
+        self._delay = 0.5
+        self.log.info("Connected to Cassandra at {points}",
+                      points=self.store.contactPoints)
+
+    def _failed(self, failure: Any) -> None:
+        self._connecting = None
+        if not failure.check(StoreUnavailable):
+            self.log.failure("Connecting to Cassandra failed", failure)
+        if not self.running:
+            return
+        self.log.error("{why}; retrying in {delay:.1f}s",
+                       why=failure.getErrorMessage(), delay=self._delay)
+        self._retry = self._reactor.callLater(self._delay, self._attempt)
+        self._delay = min(self._delay * 2, self._maxDelay)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop retrying, wait (up to the grace period) for requests in
+        flight, then close the session.
+        """
+        super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        done: Deferred[None] = Deferred()
+        deadline = self._reactor.seconds() + self._grace
+
+        def check() -> None:
+            if self._connecting is None and (
+                    self.store.inFlight == 0
+                    or self._reactor.seconds() >= deadline):
+                if self.store.inFlight:
+                    self.log.warn("Closing Cassandra with {n} requests in "
+                                  "flight", n=self.store.inFlight)
+                self.store.close().chainDeferred(done)
+            else:
+                self._reactor.callLater(0.05, check)
+
+        check()
+        return done

@@ -1,0 +1,108 @@
+"""
+Timestamps as clients send them.
+
+Accepted forms:
+  - the first Meetr's C{YYYY-MM-DD HH:MM:SS[.ffffff]+HHMM};
+  - ISO 8601 with C{T} or a space, with C{Z}, C{+HH:MM}, C{+HHMM} or no
+    zone at all (a time without a zone is UTC);
+  - a date alone (C{YYYY-MM-DD}, midnight UTC);
+  - epoch seconds or milliseconds, as a JSON number or a string of digits:
+    values of 1e11 and above are milliseconds (1e11 seconds lies in the
+    year 5138; 1e11 milliseconds in 1973).
+
+Cassandra keeps timestamps to the millisecond; finer digits are truncated.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+
+_EPOCH_MS_THRESHOLD = 1e11
+# Year 1 to year 9999: what datetime and Cassandra's timestamp both handle.
+_MIN_MS = -62135596800000
+_MAX_MS = 253402300799999
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+class TimestampError(ValueError):
+    """
+    A value is not a timestamp meetrd understands.
+    """
+
+
+def parseTimestamp(value: object) -> int:
+    """
+    Parse a client's timestamp.
+
+    @param value: a string or a number (see the module docstring).
+    @return: milliseconds since the epoch, UTC.
+    @raise TimestampError: with a message fit for a client.
+    """
+    if isinstance(value, bool):
+        raise TimestampError("expected a timestamp, got a boolean")
+    if isinstance(value, (int, float)):
+        return _fromEpoch(value)
+    if not isinstance(value, str):
+        raise TimestampError(
+            f"expected a timestamp string or number, got {type(value).__name__}"
+        )
+    text = value.strip()
+    if not text:
+        raise TimestampError("empty timestamp")
+    if _NUMBER.fullmatch(text):
+        return _fromEpoch(float(text) if "." in text else int(text))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise TimestampError(
+            f"{value!r} is not a timestamp: use ISO 8601 "
+            f"(2003-12-18T12:18:18+05:30), '2003-12-18 12:18:18+0530' "
+            f"or epoch seconds/milliseconds"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    try:
+        delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    except OverflowError:
+        raise TimestampError(f"{value!r} is out of range") from None
+    return _checkRange(
+        delta.days * 86400000 + delta.seconds * 1000
+        + delta.microseconds // 1000,
+        value,
+    )
+
+
+def _fromEpoch(number: int | float) -> int:
+    """
+    Epoch seconds or milliseconds to milliseconds.
+    """
+    if isinstance(number, float) and not math.isfinite(number):
+        raise TimestampError("timestamp must be a finite number")
+    if abs(number) >= _EPOCH_MS_THRESHOLD:
+        milliseconds = int(number)
+    else:
+        milliseconds = int(math.floor(number * 1000))
+    return _checkRange(milliseconds, number)
+
+
+def _checkRange(milliseconds: int, original: object) -> int:
+    """
+    Refuse instants outside the years 1 to 9999.
+    """
+    if not _MIN_MS <= milliseconds <= _MAX_MS:
+        raise TimestampError(f"{original!r} is out of range (years 1 to 9999)")
+    return milliseconds
+
+
+def formatTimestamp(milliseconds: int) -> str:
+    """
+    Format milliseconds since the epoch as ISO 8601 UTC with a C{Z}.
+    """
+    seconds, millis = divmod(milliseconds, 1000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if millis:
+        text += f".{millis:03d}"
+    return text + "Z"

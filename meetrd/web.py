@@ -1,0 +1,101 @@
+"""
+The HTTP server around the API: a C{Site} whose requests refuse bodies
+over the configured size with a JSON C{413}, without buffering them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.server import Request, Site
+
+
+def jsonBody(payload: Any) -> bytes:
+    """
+    Serialize a JSON answer: compact, UTF-8, with a closing newline.
+    """
+    return json.dumps(payload, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8") + b"\n"
+
+
+class LimitedRequest(Request):
+    """
+    A request that stops buffering its body past the site's
+    C{maxBodySize} and answers C{413}.
+    """
+
+    _bodySize = 0
+    _bodyTooLarge = False
+
+    def _limit(self) -> int:
+        return self.channel.site.maxBodySize  # type: ignore[union-attr]
+
+    def gotLength(self, length: int | None) -> None:
+        """
+        Refuse a declared length over the limit before any byte arrives.
+        """
+        if length is not None and length > self._limit():
+            self._bodyTooLarge = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Count what arrives; drop it once the body is known to be too large.
+        """
+        if self._bodyTooLarge:
+            return
+        self._bodySize += len(data)
+        if self._bodySize > self._limit():
+            self._bodyTooLarge = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes,
+                        version: bytes) -> None:
+        """
+        Answer C{413} for a body over the limit; otherwise go on as usual.
+        """
+        if not self._bodyTooLarge:
+            return super().requestReceived(command, path, version)
+        self.content.seek(0)
+        self.method, self.clientproto = command, version
+        self.uri = path
+        self.path = path.split(b"?", 1)[0]
+        self.args = {}
+        self.setResponseCode(413)
+        self.setHeader(b"content-type", b"application/json")
+        self.setHeader(b"connection", b"close")
+        self.write(jsonBody({
+            "error": f"request body larger than {self._limit()} bytes",
+            "field": "(body)",
+            "limit": self._limit(),
+        }))
+        self.finish()
+
+
+class MeetrSite(Site):
+    """
+    The site serving meetrd's API.
+
+    @ivar maxBodySize: the largest request body accepted, in bytes.
+    """
+
+    requestFactory = LimitedRequest
+
+    def __init__(self, resource: Any, maxBodySize: int, accessLog: bool,
+                 reactor: Any = None) -> None:
+        super().__init__(resource, reactor=reactor)
+        self.maxBodySize = maxBodySize
+        self.accessLog = accessLog
+        self.displayTracebacks = False
+
+    def log(self, request: Request) -> None:
+        """
+        Write an access log line only when the settings ask for one.
+        """
+        if self.accessLog:
+            super().log(request)

@@ -1,0 +1,37 @@
+"""
+Packaging of meetrd: the package, the twistd dropin, the shipped settings
+and the init files.
+"""
+
+from setuptools import setup
+
+setup(
+    name="meetrd",
+    version="0.1.0",
+    description="A metrics daemon: HTTP API and hunter over Apache Cassandra",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=["meetrd", "meetrd.hunter", "twisted.plugins"],
+    package_data={"twisted.plugins": ["meetr_plugin.py"]},
+    install_requires=[
+        "twisted==26.10.0",
+        "klein==24.8.0",
+        "treq==26.7.0",
+        "pyyaml==6.0.3",
+        # The Twisted connection class is deprecated in 3.30 and announced
+        # for removal in 3.31.
+        "cassandra-driver>=3.30.1,<3.31",
+        "prometheus-client==0.26.0",
+        "pydantic==2.14.3",
+    ],
+    extras_require={
+        "test": [
+            "pytest==9.2.0",
+            "pytest-twisted==1.14.3",
+        ],
+    },
+    data_files=[
+        ("share/meetrd/etc/meetr", ["etc/meetr/meetr.yaml"]),
+    ],
+)
