@@ -16,7 +16,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: setup.py
 	test -x $(PYTHON) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade "pip>=24"
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 include Makefile.devnode

@@ -94,8 +94,11 @@ def parseNode(node: str) -> tuple[str, int]:
     if not isinstance(node, str):
         raise ValueError(f"expected host:port, got {node!r}")
     host, sep, port = node.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
         host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 node as [address]:port, got {node!r}")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected host:port, got {node!r}")
     if any(c in host for c in "/?#@ \t") or (":" in host and not _isIP(host)):

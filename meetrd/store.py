@@ -18,7 +18,6 @@ The tables (see L{meetrd.layout} for the partitioning):
 
 from __future__ import annotations
 
-import warnings
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -27,7 +26,6 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
-    succeed,
 )
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -37,6 +35,7 @@ from meetrd.driverbridge import executeAsync
 from meetrd.layout import Placement, bucketsBetween, placeSeries
 from meetrd.points import Point, Tags
 from meetrd.settings import CassandraSettings
+from meetrd.twistedconnection import twistedConnectionClass
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
@@ -70,24 +69,6 @@ def _driverErrors() -> tuple[type[BaseException], ...]:
 
     return (NoHostAvailable, OperationTimedOut, Unavailable, ReadTimeout,
             WriteTimeout, ReadFailure, WriteFailure, ConnectionException)
-
-
-def twistedConnectionClass() -> type:
-    """
-    The driver's Twisted connection class, the one place that names it.
-
-    It is deprecated in cassandra-driver 3.30 (hence the pin below 3.31);
-    the warning it gives on every new connection is silenced here, and only
-    that warning.
-    """
-    warnings.filterwarnings(
-        "ignore",
-        message=r".*deprecated class TwistedConnection.*",
-        category=DeprecationWarning,
-    )
-    from cassandra.io.twistedreactor import TwistedConnection
-
-    return TwistedConnection
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +137,13 @@ _SUMMARY = (
     " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
     "AND ts >= ? AND ts <= ? GROUP BY series_id"
 )
+# The interval is bound twice, by position: as the selected floor and as
+# the grouping one (the caller binds the same duration to both).
 _SUMMARY_BY_INTERVAL = (
-    "SELECT series_id, toUnixTimestamp(floor(ts, {interval}ms)), "
+    "SELECT series_id, toUnixTimestamp(floor(ts, ?)), "
     "toUnixTimestamp(ts), value, " + _AGGREGATES +
     " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
-    "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, {interval}ms)"
+    "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?)"
 )
 _NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
 
@@ -176,6 +159,8 @@ class _Statements:
     selectSeries: Any
     summary: Any
     summaryLast: Any
+    byInterval: Any
+    byIntervalLast: Any
 
 
 class MetricStore:
@@ -205,7 +190,6 @@ class MetricStore:
         self._cluster: Any = None
         self._session: Any = None
         self._statements: _Statements | None = None
-        self._intervalStatements: dict[tuple[int, bool], Any] = {}
         self._knownSeries: OrderedDict[tuple[str, Tags], tuple[Placement, float]] = OrderedDict()
         self._unavailable: tuple[type[BaseException], ...] = ()
         self.ready = False
@@ -303,6 +287,9 @@ class MetricStore:
                 summary=session.prepare(_SUMMARY.format(ks=ks)),
                 summaryLast=session.prepare(
                     _SUMMARY.format(ks=ks) + _NEWEST_FIRST),
+                byInterval=session.prepare(_SUMMARY_BY_INTERVAL.format(ks=ks)),
+                byIntervalLast=session.prepare(
+                    _SUMMARY_BY_INTERVAL.format(ks=ks) + _NEWEST_FIRST),
             )
         except BaseException:
             cluster.shutdown()
@@ -478,18 +465,21 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        if intervalMs is None:
-            statement: Deferred[Any] = succeed(
-                statements.summaryLast if newestFirst else statements.summary)
-        else:
-            statement = self._intervalStatement(intervalMs, newestFirst)
         plan = self.partitionReads(series, fromMs, toMs)
+        if intervalMs is None:
+            statement = (statements.summaryLast if newestFirst
+                         else statements.summary)
+            reads = [self._run(statement, (source, bucket, ids, fromMs, toMs))
+                     for source, bucket, ids in plan]
+        else:
+            from cassandra.util import Duration
 
-        def readAll(prepared: Any) -> Deferred[list[tuple[bool, Any]]]:
-            return DeferredList([
-                self._run(prepared, (source, bucket, ids, fromMs, toMs))
-                for source, bucket, ids in plan
-            ], consumeErrors=True)
+            width = Duration(0, 0, intervalMs * 1_000_000)
+            statement = (statements.byIntervalLast if newestFirst
+                         else statements.byInterval)
+            reads = [self._run(statement, (width, source, bucket, ids, fromMs,
+                                           toMs, width))
+                     for source, bucket, ids in plan]
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
@@ -501,42 +491,7 @@ class MetricStore:
                                                      newestFirst))
             return summaries
 
-        return statement.addCallback(readAll).addCallback(collect)
-
-    def _intervalStatement(self, intervalMs: int, newestFirst: bool
-                           ) -> Deferred[Any]:
-        """
-        The prepared summary by interval.  Cassandra takes C{floor}'s width
-        as a literal only, so one statement is prepared (in a thread: the
-        driver's C{prepare} blocks) per width, an integer checked here, and
-        kept.
-        """
-        if not isinstance(intervalMs, int) or intervalMs <= 0:
-            raise ValueError("an interval is a positive number of ms")
-        key = (intervalMs, newestFirst)
-        statement = self._intervalStatements.get(key)
-        if statement is not None:
-            return succeed(statement)
-        text = _SUMMARY_BY_INTERVAL.format(ks=self._settings.keyspace,
-                                           interval=intervalMs)
-        if newestFirst:
-            text += _NEWEST_FIRST
-        session = self._session
-
-        def prepared(statement: Any) -> Any:
-            if len(self._intervalStatements) >= 64:
-                self._intervalStatements.clear()
-            self._intervalStatements[key] = statement
-            return statement
-
-        def translate(failure: Any) -> Any:
-            if failure.check(*self._unavailable):
-                raise StoreUnavailable(_describe(failure.value))
-            return failure
-
-        return deferToThreadPool(
-            self._reactor, self._reactor.getThreadPool(), session.prepare, text
-        ).addCallbacks(prepared, translate)
+        return DeferredList(reads, consumeErrors=True).addCallback(collect)
 
 
 def _summaryFromRow(row: Sequence[Any], byInterval: bool,

@@ -6,6 +6,8 @@ Accepted forms:
   - ISO 8601 with C{T} or a space, with C{Z}, C{+HH:MM}, C{+HHMM} or no
     zone at all (a time without a zone is UTC);
   - a date alone (C{YYYY-MM-DD}, midnight UTC);
+  - C{12:18:18 0530}: an offset whose C{+} became a space because a form
+    body was not URL-encoded is read as C{+0530};
   - epoch seconds or milliseconds, as a JSON number or a string of digits:
     values of 1e11 and above are milliseconds (1e11 seconds lies in the
     year 5138; 1e11 milliseconds in 1973).
@@ -17,13 +19,17 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_MS_THRESHOLD = 1e11
 # Year 1 to year 9999: what datetime and Cassandra's timestamp both handle.
 _MIN_MS = -62135596800000
 _MAX_MS = 253402300799999
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
+# "12:18:18 0530": a "+0530" whose plus became a space in a form body
+# that was not URL-encoded.
+_PLUS_AS_SPACE = re.compile(r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)$")
 
 
 class TimestampError(ValueError):
@@ -53,6 +59,7 @@ def parseTimestamp(value: object) -> int:
         raise TimestampError("empty timestamp")
     if _NUMBER.fullmatch(text):
         return _fromEpoch(float(text) if "." in text else int(text))
+    text = _PLUS_AS_SPACE.sub(r"\1+\2", text)
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -64,7 +71,7 @@ def parseTimestamp(value: object) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     try:
-        delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        delta = parsed - _EPOCH
     except OverflowError:
         raise TimestampError(f"{value!r} is out of range") from None
     return _checkRange(
@@ -101,7 +108,7 @@ def formatTimestamp(milliseconds: int) -> str:
     Format milliseconds since the epoch as ISO 8601 UTC with a C{Z}.
     """
     seconds, millis = divmod(milliseconds, 1000)
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = _EPOCH + timedelta(seconds=seconds)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")
     if millis:
         text += f".{millis:03d}"

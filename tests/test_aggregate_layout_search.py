@@ -1,0 +1,156 @@
+"""
+Tests for the pure parts of searching: L{meetrd.aggregate},
+L{meetrd.layout} and L{meetrd.search}.
+"""
+
+import pytest
+
+from meetrd.aggregate import AGGREGATIONS, Partial, mergeAll
+from meetrd.layout import (
+    NODE_BUCKET_MS,
+    SERIES_BUCKET_MS,
+    bucketCount,
+    bucketsBetween,
+    placeSeries,
+    seriesId,
+)
+from meetrd.points import freezeTags
+from meetrd.search import Query, SearchTooWide, answer, checkBreadth, selectSeries
+from meetrd.settings import Limits
+from meetrd.store import SeriesRow, Summary
+
+
+def test_emptyPartial():
+    """
+    Without points, count is 0 and every other aggregation None.
+    """
+    empty = Partial()
+    assert {a: empty.value(a) for a in AGGREGATIONS} == {
+        "sum": None, "avg": None, "min": None, "max": None, "count": 0,
+        "first": None, "last": None}
+
+
+def test_mergeKeepsExtremesAndEnds():
+    """
+    Merging adds counts and sums and keeps min, max, first and last.
+    """
+    a = Partial(2, 3.0, 1.0, 2.0, firstTs=10, firstValue=1.0)
+    b = Partial(3, 12.0, 3.0, 5.0, firstTs=5, firstValue=5.0)
+    c = Partial(1, -1.0, -1.0, -1.0, lastTs=20, lastValue=-1.0)
+    merged = mergeAll([a, Partial(), b, c])
+    assert {x: merged.value(x) for x in AGGREGATIONS} == {
+        "sum": 14.0, "avg": 14.0 / 6, "min": -1.0, "max": 5.0, "count": 6,
+        "first": 5.0, "last": -1.0}
+
+
+def test_seriesIdStable():
+    """
+    A series' id depends on its metric and tags only, not on tag order,
+    and no two series share one by concatenation.
+    """
+    assert seriesId("m", freezeTags({"a": "1", "b": "2"})) == \
+        seriesId("m", freezeTags({"b": "2", "a": "1"}))
+    assert seriesId("m", (("ab", "c"),)) != seriesId("m", (("a", "bc"),))
+    assert seriesId("m", ()) != seriesId("n", ())
+    assert len(seriesId("m", ())) == 16
+
+
+def test_placement():
+    """
+    Series with a node tag share their node's hourly partitions; others
+    get daily partitions of their own.
+    """
+    a = placeSeries("cpu", freezeTags({"node": "h:1", "core": "0"}))
+    b = placeSeries("mem", freezeTags({"node": "h:1"}))
+    c = placeSeries("cpu", ())
+    assert a.source == b.source == "n:h:1"
+    assert a.bucketMs == NODE_BUCKET_MS
+    assert c.source == "s:" + c.seriesId.hex()
+    assert c.bucketMs == SERIES_BUCKET_MS
+
+
+def test_buckets():
+    """
+    Every bucket touching an inclusive range is listed, edges included.
+    """
+    assert list(bucketsBetween(0, 999, 1000)) == [0]
+    assert list(bucketsBetween(999, 1000, 1000)) == [0, 1]
+    assert list(bucketsBetween(-1, 0, 1000)) == [-1, 0]
+    assert bucketCount(999, 3000, 1000) == 4
+
+
+def row(metric, tags, source="s", bucketMs=1000):
+    frozen = freezeTags(tags)
+    return SeriesRow(metric, seriesId(metric, frozen), frozen, source,
+                     bucketMs)
+
+
+def query(**changes):
+    values = dict(metric="m", fromText="a", toText="b", fromMs=0, toMs=10_000,
+                  aggregation="sum")
+    values.update(changes)
+    return Query(**values)
+
+
+def test_selectByTags():
+    """
+    Tag filters keep series having, for each key, one of its values.
+    """
+    rows = [row("m", {"dc": "eu", "h": "1"}), row("m", {"dc": "us", "h": "1"}),
+            row("m", {"dc": "ap"}), row("m", {})]
+    filters = (("dc", frozenset({"eu", "us"})), ("h", frozenset({"1"})))
+    assert selectSeries(rows, query(tagFilters=filters)) == rows[:2]
+    assert selectSeries(rows, query()) == rows
+
+
+def test_breadthLimits():
+    """
+    Too many series or partitions are refused naming what to narrow.
+    """
+    rows = [row("m", {"i": str(i)}) for i in range(3)]
+    checkBreadth(rows, query(toMs=999), Limits(max_search_series=3,
+                                               max_search_partitions=3))
+    with pytest.raises(SearchTooWide) as caught:
+        checkBreadth(rows, query(), Limits(max_search_series=2))
+    assert caught.value.field == "tag"
+    with pytest.raises(SearchTooWide) as caught:
+        checkBreadth(rows, query(toMs=1000), Limits(max_search_partitions=5))
+    assert caught.value.field == "from"
+
+
+def test_answerGroupsAndIntervals():
+    """
+    Summaries merge into the total, per group and per interval.
+    """
+    a, b = row("m", {"dc": "eu"}), row("m", {"dc": "us"})
+    summaries = [
+        Summary(a.seriesId, 0, Partial(2, 2.0, 1.0, 1.0)),
+        Summary(a.seriesId, 5000, Partial(1, 4.0, 4.0, 4.0)),
+        Summary(b.seriesId, 0, Partial(1, 10.0, 10.0, 10.0)),
+    ]
+    result = answer(query(groupBy="dc", intervalMs=5000), [a, b], summaries)
+    assert result["value"] == 16.0
+    assert result["points"] == [["1970-01-01T00:00:00Z", 12.0],
+                                ["1970-01-01T00:00:05Z", 4.0]]
+    assert result["groups"] == [
+        {"tags": {"dc": "eu"}, "value": 6.0,
+         "points": [["1970-01-01T00:00:00Z", 2.0],
+                    ["1970-01-01T00:00:05Z", 4.0]]},
+        {"tags": {"dc": "us"}, "value": 10.0,
+         "points": [["1970-01-01T00:00:00Z", 10.0]]},
+    ]
+    assert (result["from"], result["to"], result["metric_id"]) == \
+        ("a", "b", "m")
+
+
+def test_answerGroupWithoutTag():
+    """
+    Series lacking the group_by tag form a group whose value is null.
+    """
+    a, b = row("m", {"dc": "eu"}), row("m", {})
+    summaries = [Summary(a.seriesId, None, Partial(1, 1.0, 1.0, 1.0)),
+                 Summary(b.seriesId, None, Partial(1, 2.0, 2.0, 2.0))]
+    result = answer(query(groupBy="dc", aggregation="count"), [a, b],
+                    summaries)
+    assert result["groups"] == [{"tags": {"dc": "eu"}, "value": 1},
+                                {"tags": {"dc": None}, "value": 1}]

@@ -1,0 +1,163 @@
+"""
+Tests for L{meetrd.settings}.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from meetrd.settings import (
+    SettingsError,
+    loadSettings,
+    parseNode,
+    settingsFromMapping,
+)
+
+SHIPPED = Path(__file__).resolve().parent.parent / "etc/meetr/meetr.yaml"
+
+
+def test_shippedFileLoads():
+    """
+    The shipped settings file is valid and says what the defaults say.
+    """
+    shipped = loadSettings(str(SHIPPED))
+    defaults = settingsFromMapping({}, "defaults")
+    assert shipped == defaults
+
+
+def test_shippedFileDocumentsEveryKey():
+    """
+    Every settings key (nested ones too) appears in the shipped file.
+    """
+    text = SHIPPED.read_text()
+    defaults = settingsFromMapping({}, "defaults").model_dump()
+
+    def keys(mapping, prefix=""):
+        for key, value in mapping.items():
+            yield key
+            if isinstance(value, dict) and key not in ("replication",):
+                yield from keys(value)
+
+    missing = [k for k in keys(defaults) if f"{k}:" not in text]
+    assert missing == []
+
+
+def test_valuesParsed():
+    """
+    Durations, sizes and nested keys become typed values.
+    """
+    settings = settingsFromMapping({
+        "retention": "30d",
+        "http": {"max_body_size": "1MiB"},
+        "cassandra": {"contact_points": ["10.0.0.1", "10.0.0.2"],
+                      "port": 19042, "request_timeout": "1500ms"},
+    }, "x.yaml")
+    assert settings.retentionSeconds == 30 * 86400
+    assert settings.http.max_body_size == 1024 * 1024
+    assert settings.cassandra.contact_points == ("10.0.0.1", "10.0.0.2")
+    assert settings.cassandra.request_timeout == 1.5
+
+
+def test_immutable():
+    """
+    Settings cannot be changed once loaded.
+    """
+    settings = settingsFromMapping({}, "x.yaml")
+    with pytest.raises(Exception):
+        settings.listen = "tcp:1"
+    with pytest.raises(Exception):
+        settings.cassandra.port = 1
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"bogus": 1}, "x.yaml: bogus: unknown key"),
+    ({"cassandra": {"prot": 1}}, "x.yaml: cassandra.prot: unknown key"),
+    ({"cassandra": {"port": "abc"}}, "x.yaml: cassandra.port:"),
+    ({"cassandra": {"port": 70000}}, "x.yaml: cassandra.port:"),
+    ({"retention": "forever"}, "x.yaml: retention: expected a duration"),
+    ({"cassandra": {"keyspace": "a-b"}}, "x.yaml: cassandra.keyspace:"),
+    ({"cassandra": {"consistency": {"read": "MOST"}}},
+     "x.yaml: cassandra.consistency.read:"),
+    ({"cassandra": {"replication": {"class": "Bogus"}}},
+     "x.yaml: cassandra.replication:"),
+    ({"cassandra": {"contact_points": []}},
+     "x.yaml: cassandra.contact_points:"),
+    ({"hunter": {"targets": [{"job": "j", "nodes": ["h:1"],
+                              "interval": "1s", "timeout": "2s"}]}},
+     "x.yaml: hunter.targets.0: timeout must be more than 0 and never above"),
+    ({"hunter": {"allow": ["300.0.0.0/8"]}}, "x.yaml: hunter.allow:"),
+    ({"hunter": {"shard": {"index": 2, "count": 2}}}, "x.yaml: hunter.shard:"),
+    ([1, 2], "x.yaml: expected a mapping"),
+])
+def test_badSettings(data, message):
+    """
+    A bad key or value is named, with the file, on one line.
+    """
+    with pytest.raises(SettingsError) as caught:
+        settingsFromMapping(data, "x.yaml")
+    text = str(caught.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_missingFile(tmp_path):
+    """
+    A missing file is named with the reason.
+    """
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(SettingsError, match=r"nope.yaml: cannot read: No such"):
+        loadSettings(str(path))
+
+
+def test_invalidYAML(tmp_path):
+    """
+    A file that is not YAML is named with the line of the fault.
+    """
+    path = tmp_path / "bad.yaml"
+    path.write_text("listen: tcp:1\ncassandra: [unclosed\n")
+    with pytest.raises(SettingsError, match=r"bad.yaml: invalid YAML at line"):
+        loadSettings(str(path))
+
+
+def test_emptyFileIsDefaults(tmp_path):
+    """
+    An empty file gives the defaults.
+    """
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert loadSettings(str(path)) == settingsFromMapping({}, "x")
+
+
+def test_replicationCQL():
+    """
+    The replication map becomes a CQL map literal of validated parts only.
+    """
+    settings = settingsFromMapping({"cassandra": {"replication": {
+        "class": "NetworkTopologyStrategy", "dc1": 3, "dc2": "2"}}}, "x")
+    assert settings.cassandra.replicationCQL() == (
+        "{'class': 'NetworkTopologyStrategy', 'dc1': '3', 'dc2': '2'}")
+    with pytest.raises(SettingsError):
+        settingsFromMapping({"cassandra": {"replication": {
+            "class": "NetworkTopologyStrategy", "dc1'": 3}}}, "x")
+
+
+@pytest.mark.parametrize("node, expected", [
+    ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+    ("[::1]:9100", ("::1", 9100)),
+    ("web-1.example:80", ("web-1.example", 80)),
+])
+def test_parseNode(node, expected):
+    """
+    host:port, bracketed IPv6 included, splits into host and port.
+    """
+    assert parseNode(node) == expected
+
+
+@pytest.mark.parametrize("node", ["h", "h:", ":80", "h:0", "h:99999",
+                                  "a b:80", "u@h:80", "h/x:80", "::1:80"])
+def test_badNode(node):
+    """
+    Anything but host:port is refused.
+    """
+    with pytest.raises(ValueError):
+        parseNode(node)

@@ -1,0 +1,205 @@
+"""
+The store against the real Cassandra node: what is written is in
+Cassandra, and searches aggregate it there.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from meetrd.points import Point, freezeTags
+from meetrd.search import Query, runSearch
+from meetrd.settings import settingsFromMapping
+from meetrd.store import MAX_BATCH_ROWS, MetricStore, StoreUnavailable
+from tests.support import uniqueKeyspace
+
+pytestmark = pytest.mark.cassandra
+
+BASE = 1071730098000  # 2003-12-18 12:18:18+0530
+
+
+def settingsFor(node, keyspace, **cassandra):
+    return settingsFromMapping({"cassandra": {
+        "contact_points": [node[0]], "port": node[1], "keyspace": keyspace,
+        "consistency": {"read": "ONE", "write": "ONE"}, **cassandra}}, "test")
+
+
+@pytest.fixture(scope="module")
+def keyspace(cql):
+    """
+    A keyspace of this module's own, dropped afterwards.
+    """
+    name = uniqueKeyspace("store")
+    yield name
+    cql.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+@pytest_twisted.async_yield_fixture()
+async def store(node, keyspace):
+    """
+    A connected store on the module's keyspace.
+    """
+    store = MetricStore(settingsFor(node, keyspace).cassandra, 0, reactor)
+    await store.connect()
+    yield store
+    await store.close()
+
+
+def points(metric, values, tags=None, start=BASE, step=1000):
+    frozen = freezeTags(tags)
+    return [Point(metric, frozen, start + i * step, float(v))
+            for i, v in enumerate(values)]
+
+
+async def search(store, metric, fromMs, toMs, aggregation, **options):
+    settings = settingsFromMapping({}, "test")
+    query = Query(metric, str(fromMs), str(toMs), fromMs, toMs, aggregation,
+                  **options)
+    return await runSearch(store, query, settings.limits)
+
+
+@pytest_twisted.ensureDeferred
+async def test_writtenPointsAreInCassandra(store, cql, keyspace):
+    """
+    Written points and their series are rows of Cassandra's tables.
+    """
+    written = await store.writePoints(points("in.cassandra", [1, 2, 3]))
+    assert written == 3
+    series = list(cql.execute(
+        f"SELECT series_id, tags FROM {keyspace}.series "
+        f"WHERE metric = 'in.cassandra'"))
+    assert len(series) == 1
+    rows = list(cql.execute(
+        f"SELECT ts, value FROM {keyspace}.points WHERE source = %s "
+        f"AND bucket = %s AND series_id = %s",
+        ("s:" + series[0].series_id.hex(), BASE // 86400000,
+         series[0].series_id)))
+    assert [r.value for r in rows] == [1.0, 2.0, 3.0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_everyAggregation(store):
+    """
+    Each aggregation over an inclusive range, bounds included.
+    """
+    await store.writePoints(points("aggs", [5, 1, 4, 2, 3]))
+    last = BASE + 4000
+    expected = {"sum": 15.0, "avg": 3.0, "min": 1.0, "max": 5.0, "count": 5,
+                "first": 5.0, "last": 3.0}
+    for aggregation, value in expected.items():
+        result = await search(store, "aggs", BASE, last, aggregation)
+        assert result["value"] == value, aggregation
+    inner = await search(store, "aggs", BASE + 1000, last - 1000, "sum")
+    assert inner["value"] == 7.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_emptyRange(store):
+    """
+    A range without points: count 0, the other aggregations null.
+    """
+    await store.writePoints(points("sparse", [1]))
+    for aggregation in ("sum", "avg", "min", "max", "first", "last"):
+        result = await search(store, "sparse", BASE + 1, BASE + 5000,
+                              aggregation)
+        assert result["value"] is None
+    result = await search(store, "sparse", BASE + 1, BASE + 5000, "count")
+    assert result["value"] == 0
+    result = await search(store, "never.written", 0, BASE, "count")
+    assert result["value"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_tagsGroupsAndIntervals(store):
+    """
+    Tag filters, group_by and intervals over series of two nodes.
+    """
+    await store.writePoints(
+        points("net", [1, 2, 3, 4], {"node": "a:1", "dc": "eu"})
+        + points("net", [10, 20, 30, 40], {"node": "b:1", "dc": "us"})
+        + points("net", [100], {"dc": "eu"}))
+    end = BASE + 3000
+    everything = await search(store, "net", BASE, end, "sum")
+    assert everything["value"] == 210.0
+    eu = await search(store, "net", BASE, end, "sum",
+                      tagFilters=(("dc", frozenset({"eu"})),))
+    assert eu["value"] == 110.0
+    one = await search(store, "net", BASE, end, "max",
+                       tagFilters=(("node", frozenset({"b:1"})),))
+    assert one["value"] == 40.0
+    grouped = await search(store, "net", BASE, end, "sum", groupBy="node")
+    assert grouped["groups"] == [
+        {"tags": {"node": "a:1"}, "value": 10.0},
+        {"tags": {"node": "b:1"}, "value": 100.0},
+        {"tags": {"node": None}, "value": 100.0}]
+    stepped = await search(store, "net", BASE, end, "last", intervalMs=2000,
+                           tagFilters=(("dc", frozenset({"us"})),))
+    assert stepped["points"] == [["2003-12-18T06:48:18Z", 20.0],
+                                 ["2003-12-18T06:48:20Z", 40.0]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_acrossPartitions(store):
+    """
+    A series spanning several partitions, and one partition written in
+    several batches, aggregate as one.
+    """
+    count = MAX_BATCH_ROWS * 2 + 500
+    await store.writePoints(points("big", [1] * count, step=120_000))
+    end = BASE + (count - 1) * 120_000
+    assert (end - BASE) // 86400000 >= 2
+    result = await search(store, "big", BASE, end, "count")
+    assert result["value"] == count
+    daily = await search(store, "big", BASE, end, "count",
+                         intervalMs=86400000)
+    assert sum(v for _, v in daily["points"]) == count
+
+
+@pytest_twisted.ensureDeferred
+async def test_rewriteIsIdempotent(store):
+    """
+    Writing a point again replaces it: series and timestamp are its key.
+    """
+    await store.writePoints(points("again", [1, 2]))
+    await store.writePoints(points("again", [5, 2]))
+    result = await search(store, "again", BASE, BASE + 1000, "sum")
+    assert result["value"] == 7.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_retentionIsTTL(node, keyspace, cql):
+    """
+    With a retention, every write carries it as a TTL.
+    """
+    store = MetricStore(settingsFor(node, keyspace).cassandra, 3600, reactor)
+    await store.connect()
+    try:
+        await store.writePoints(points("kept.for.an.hour", [1]))
+    finally:
+        await store.close()
+    row = cql.execute(
+        f"SELECT series_id FROM {keyspace}.series "
+        f"WHERE metric = 'kept.for.an.hour'").one()
+    ttl = cql.execute(
+        f"SELECT TTL(value) FROM {keyspace}.points WHERE source = %s AND "
+        f"bucket = %s", ("s:" + row.series_id.hex(), BASE // 86400000)).one()
+    assert 3500 < ttl[0] <= 3600
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable(keyspace):
+    """
+    Connecting to a port where nothing listens fails fast, naming it, and
+    writes before a connection fail as unavailable.
+    """
+    store = MetricStore(
+        settingsFor(("127.0.0.1", 1), keyspace, connect_timeout="2s").cassandra,
+        0, reactor)
+    with pytest.raises(StoreUnavailable, match="not connected"):
+        await store.writePoints(points("x", [1]))
+    with pytest.raises(StoreUnavailable, match=r"cannot reach Cassandra at "
+                                              r"127\.0\.0\.1:1"):
+        await store.connect()
+    assert not store.ready
