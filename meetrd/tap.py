@@ -10,13 +10,22 @@ The twistd plugin's options and the service tree, built in one place.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 from twisted.application import strports
 from twisted.application.service import IServiceCollection, MultiService
+from pydantic import ValidationError
 from twisted.python import usage
 
-from meetrd.settings import DEFAULT_PATH, Settings, SettingsError, loadSettings
+from meetrd.settings import (
+    DEFAULT_PATH,
+    Settings,
+    SettingsError,
+    Shard,
+    describeErrors,
+    loadSettings,
+)
 
 
 class Options(usage.Options):
@@ -48,31 +57,41 @@ class Options(usage.Options):
         on standard error and exit status 1.
         """
         try:
-            settings = loadSettings(self["config"])
-            overrides: dict[str, Any] = {}
-            if self["listen"]:
-                overrides["listen"] = self["listen"]
-            if self["shard-index"] is not None or \
-                    self["shard-count"] is not None:
-                shard = settings.hunter.shard.model_dump()
-                for option, key in (("shard-index", "index"),
-                                    ("shard-count", "count")):
-                    if self[option] is not None:
-                        shard[key] = _integer(self[option], option)
-                hunter = settings.hunter.model_dump()
-                hunter["shard"] = shard
-                data = settings.model_dump()
-                data["hunter"] = hunter
-                from meetrd.settings import settingsFromMapping
-                settings = settingsFromMapping(data, "command line")
-            if overrides:
-                settings = settings.withOverrides(**overrides)
-            _checkEndpoint(settings.listen)
+            self.settings = self.load()
         except SettingsError as e:
             sys.stderr.write(f"meetr: {e}\n")
             sys.stderr.flush()
             raise SystemExit(1)
-        self.settings = settings
+
+    def load(self) -> Settings:
+        """
+        Read the settings file and apply the command line's overrides.
+
+        @raise SettingsError: when they are not valid.
+        """
+        settings = loadSettings(self["config"])
+        overrides: dict[str, Any] = {}
+        if self["listen"]:
+            overrides["listen"] = self["listen"]
+        if self["shard-index"] is not None or \
+                self["shard-count"] is not None:
+            shard = settings.hunter.shard.model_dump()
+            for option, key in (("shard-index", "index"),
+                                ("shard-count", "count")):
+                if self[option] is not None:
+                    shard[key] = _integer(self[option], option)
+            try:
+                checked = Shard.model_validate(shard)
+            except ValidationError as e:
+                raise SettingsError(f"--shard-index/--shard-count: "
+                                    f"{describeErrors(e)}") from None
+            overrides["hunter"] = settings.hunter.model_copy(
+                update={"shard": checked})
+        if overrides:
+            settings = settings.withOverrides(**overrides)
+        _checkEndpoint(settings.listen,
+                       "--listen" if self["listen"] else self["config"])
+        return settings
 
 
 def _integer(text: str, option: str) -> int:
@@ -83,7 +102,7 @@ def _integer(text: str, option: str) -> int:
             from None
 
 
-def _checkEndpoint(description: str) -> None:
+def _checkEndpoint(description: str, source: str) -> None:
     """
     Refuse an endpoint string that cannot be parsed, before twistd starts.
     """
@@ -92,15 +111,21 @@ def _checkEndpoint(description: str) -> None:
     try:
         endpoints.serverFromString(reactor, description)
     except Exception as e:
-        raise SettingsError(f"listen: not a Twisted endpoint string "
+        raise SettingsError(f"{source}: listen: not a Twisted endpoint string "
                             f"{description!r}: {e}") from None
 
 
-def buildService(settings: Settings, reactor: Any) -> MultiService:
+def buildService(settings: Settings, reactor: Any,
+                 reloadSettings: Callable[[], Settings] | None = None
+                 ) -> MultiService:
     """
     The whole service tree of one meetrd process.
+
+    @param reloadSettings: reads the settings again, for SIGHUP; without
+        it, SIGHUP re-reads the target files only.
     """
     from meetrd.api import MetricsAPI
+    from meetrd.signals import SignalService
     from meetrd.hunter.service import HunterService
     from meetrd.store import MetricStore
     from meetrd.storeservice import StoreService
@@ -123,7 +148,60 @@ def buildService(settings: Settings, reactor: Any) -> MultiService:
     web = strports.service(settings.listen, site, reactor=reactor)
     web.setName("web")
     web.setServiceParent(root)
+    signals = SignalService(reactor, partial(reload, settings, hunter,
+                                             reloadSettings))
+    signals.setName("signals")
+    signals.setServiceParent(root)
     return root
+
+
+def reload(current: Settings, hunter: Any,
+           reloadSettings: Callable[[], Settings] | None) -> None:
+    """
+    SIGHUP: re-read the settings and the target files; apply the targets,
+    and log which other keys changed and need a restart.
+    """
+    from twisted.logger import Logger
+
+    log = Logger(namespace="meetrd.reload")
+    if reloadSettings is not None:
+        try:
+            fresh = reloadSettings()
+        except SettingsError as e:
+            log.error("Reload: keeping the current settings: {why}",
+                      why=str(e))
+            fresh = None
+        if fresh is not None:
+            changed = changedKeys(current, fresh)
+            live = [k for k in changed if k.startswith(_LIVE_KEYS)]
+            later = [k for k in changed if not k.startswith(_LIVE_KEYS)]
+            hunter.applyTargets(fresh.hunter)
+            log.info("Reload: applied {live}; needs a restart: {later}",
+                     live=", ".join(live) or "nothing",
+                     later=", ".join(later) or "nothing")
+    hunter.reloadTargetFiles(force=True)
+
+
+_LIVE_KEYS = ("hunter.targets", "hunter.target_files")
+
+
+def changedKeys(old: Settings, new: Settings) -> list[str]:
+    """
+    The dotted keys whose values differ between two settings.
+    """
+    def flatten(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict) and value and prefix not in (
+                "cassandra.replication.", "hunter.targets."):
+            flat: dict[str, Any] = {}
+            for key, item in value.items():
+                flat.update(flatten(item, f"{prefix}{key}."))
+            return flat
+        return {prefix.rstrip("."): value}
+
+    before = flatten(old.model_dump(), "")
+    after = flatten(new.model_dump(), "")
+    return sorted(k for k in before.keys() | after.keys()
+                  if before.get(k) != after.get(k))
 
 
 def makeService(options: Options) -> IServiceCollection:
@@ -132,4 +210,4 @@ def makeService(options: Options) -> IServiceCollection:
     """
     from twisted.internet import reactor
 
-    return buildService(options.settings, reactor)
+    return buildService(options.settings, reactor, options.load)

@@ -15,8 +15,8 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent
 
 USER_AGENT = b"meetrd-hunter/0.1"
-ACCEPT = (b"application/openmetrics-text;version=1.0.0;q=0.6,"
-          b"text/plain;version=0.0.4;q=0.5,application/json;q=0.4,*/*;q=0.1")
+ACCEPT = (b"text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,"
+          b"application/json;q=0.4,*/*;q=0.1")
 
 
 class FetchError(Exception):

@@ -24,7 +24,7 @@ from meetrd.hunter.targets import (
     readTargetFile,
     targetFiles,
 )
-from meetrd.settings import Settings, SettingsError, TargetGroup
+from meetrd.settings import HunterSettings, Settings, SettingsError, TargetGroup
 from meetrd.timestamps import formatTimestamp
 
 
@@ -53,6 +53,7 @@ class HunterService(Service):
                                reactor)
         self.jobs = FetchJobs(self.scraper, reactor, hunter.fetch_timeout,
                               hunter.fetch_jobs_kept, hunter.fetch_jobs_ttl)
+        self.targetSettings = hunter
         self.loops: dict[str, ScrapeLoop] = {}
         self.onResult = onResult
         self._fileGroups: dict[str, tuple[TargetGroup, ...]] = {}
@@ -65,8 +66,7 @@ class HunterService(Service):
         """
         super().startService()
         self.reloadTargetFiles()
-        patterns = self.settings.hunter.target_files
-        if patterns:
+        if self.settings.hunter.target_files:
             self._watcher = LoopingCall(self.reloadTargetFiles)
             self._watcher.clock = self.reactor
             self._watcher.start(self.settings.hunter.target_files_check,
@@ -77,7 +77,7 @@ class HunterService(Service):
         Re-read target files that changed; a malformed file is reported and
         its last good groups kept.  Then start and stop loops to match.
         """
-        paths = targetFiles(self.settings.hunter.target_files)
+        paths = targetFiles(self.targetSettings.target_files)
         stamps = fileStamps(paths)
         if stamps == self._stamps and not force and self.loops:
             return
@@ -96,7 +96,16 @@ class HunterService(Service):
         self._stamps = stamps
         groups = [g for p in sorted(self._fileGroups)
                   for g in self._fileGroups[p]]
-        self._apply(configuredTargets(self.settings.hunter, groups))
+        self._apply(configuredTargets(self.targetSettings, groups))
+
+    def applyTargets(self, hunter: HunterSettings) -> None:
+        """
+        Take the targets and target-file patterns of new hunter settings
+        (a reload); the rest of them needs a restart.
+        """
+        self.targetSettings = self.targetSettings.model_copy(update={
+            "targets": hunter.targets, "target_files": hunter.target_files})
+        self.reloadTargetFiles(force=True)
 
     def _apply(self, targets: list[Target]) -> None:
         wanted = {target.key: target for target in targets}

@@ -1,0 +1,71 @@
+"""
+Signals of a running meetrd: SIGTERM stops it gracefully and exits 0,
+SIGHUP reloads what can change without a restart.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+
+class SignalService(Service):
+    """
+    Installs meetrd's signal handlers once the reactor runs (after
+    Twisted's own, which they replace for these two signals).
+
+    Twisted's SIGTERM handler makes twistd end by re-raising the signal, so
+    its exit status is "killed by SIGTERM"; a graceful stop asked for by
+    SIGTERM exits 0 here instead.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, onReload: Callable[[], None]) -> None:
+        self._reactor = reactor
+        self._onReload = onReload
+        self._previous: dict[int, Any] = {}
+
+    def startService(self) -> None:
+        """
+        Install the handlers when the reactor runs.
+        """
+        super().startService()
+        self._reactor.callWhenRunning(self._install)
+
+    def _install(self) -> None:
+        if not self.running:
+            return
+        for number, handler in ((signal.SIGTERM, self._terminate),
+                                (signal.SIGHUP, self._hangUp)):
+            self._previous[number] = signal.signal(number, handler)
+
+    def stopService(self) -> None:
+        """
+        Put the previous handlers back.
+        """
+        super().stopService()
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _terminate(self, number: int, frame: Any) -> None:
+        self._reactor.callFromThread(self._stop)
+
+    def _stop(self) -> None:
+        self.log.info("SIGTERM: stopping gracefully")
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def _hangUp(self, number: int, frame: Any) -> None:
+        self._reactor.callFromThread(self._reload)
+
+    def _reload(self) -> None:
+        self.log.info("SIGHUP: reloading")
+        try:
+            self._onReload()
+        except Exception:
+            self.log.failure("Reloading failed; nothing was changed")
