@@ -37,3 +37,15 @@ def cql(node: tuple[str, int]) -> Iterator[Any]:
     session.default_timeout = 60
     yield session
     cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def keyspace(cql: Any, request: Any) -> Iterator[str]:
+    """
+    A keyspace of the test module's own, dropped afterwards.
+    """
+    from tests.support import uniqueKeyspace
+
+    name = uniqueKeyspace(request.module.__name__.rsplit(".", 1)[-1][5:15])
+    yield name
+    cql.execute(f"DROP KEYSPACE IF EXISTS {name}")

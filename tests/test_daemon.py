@@ -18,7 +18,6 @@ from tests.support import (
     daemonSettings,
     form,
     runTwistd,
-    uniqueKeyspace,
 )
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.daemon]
@@ -26,16 +25,6 @@ pytestmark = [pytest.mark.cassandra, pytest.mark.daemon]
 MEETR_FROM = "2003-12-18 12:18:18+0530"
 MEETR_TO = "2003-12-18 12:18:21+0530"
 MEETR_TIMES = [f"2003-12-18 12:18:{s}+0530" for s in (18, 19, 20, 21)]
-
-
-@pytest.fixture(scope="module")
-def keyspace(cql):
-    """
-    The keyspace of this module's daemon, dropped afterwards.
-    """
-    name = uniqueKeyspace("daemon")
-    yield name
-    cql.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest.fixture(scope="module")

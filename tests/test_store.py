@@ -13,7 +13,6 @@ from meetrd.points import Point, freezeTags
 from meetrd.search import Query, runSearch
 from meetrd.settings import settingsFromMapping
 from meetrd.store import MAX_BATCH_ROWS, MetricStore, StoreUnavailable
-from tests.support import uniqueKeyspace
 
 pytestmark = pytest.mark.cassandra
 
@@ -24,16 +23,6 @@ def settingsFor(node, keyspace, **cassandra):
     return settingsFromMapping({"cassandra": {
         "contact_points": [node[0]], "port": node[1], "keyspace": keyspace,
         "consistency": {"read": "ONE", "write": "ONE"}, **cassandra}}, "test")
-
-
-@pytest.fixture(scope="module")
-def keyspace(cql):
-    """
-    A keyspace of this module's own, dropped afterwards.
-    """
-    name = uniqueKeyspace("store")
-    yield name
-    cql.execute(f"DROP KEYSPACE IF EXISTS {name}")
 
 
 @pytest_twisted.async_yield_fixture()
