@@ -1,0 +1,239 @@
+"""
+The hunter's schedule, driven by C{twisted.internet.task.Clock}: offsets,
+no overlap, retries within the interval, independence of targets, sharding.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+
+from meetrd.hunter.fetch import FetchError, Page
+from meetrd.hunter.pages import ParsedPage
+from meetrd.hunter.scrape import ScrapeLoop
+from meetrd.hunter.targets import Target, expand, ownedBy, startOffset
+from meetrd.points import Point
+from meetrd.settings import Shard, TargetGroup
+
+
+def target(node="127.0.0.1:9100", interval=10.0, timeout=2.0, job="web"):
+    return Target(job, node, "/metrics", interval, timeout, "auto", ())
+
+
+class RecordingStore:
+    """
+    Records what is written.
+    """
+
+    def __init__(self):
+        self.writes = []
+
+    def writePoints(self, points):
+        self.writes.append(list(points))
+        return succeed(len(points))
+
+
+class ScriptedScraper:
+    """
+    A scraper whose fetches the test answers by hand.
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.store = RecordingStore()
+        self.fetches = []
+
+    def fetch(self, url, timeout, followRedirects=True):
+        d = Deferred()
+        self.fetches.append((self.clock.seconds(), url, d))
+        return d
+
+    def parse(self, page, format, tags, startMs, cache):
+        return ParsedPage([Point("m", tuple(sorted(tags.items())), startMs,
+                                 1.0)], 0, "json")
+
+
+def page():
+    return Page(b"{}", "application/json")
+
+
+def test_offsetsAreStableAndSpread():
+    """
+    A target's offset is the same every time, within its interval, and
+    many targets spread over the whole interval.
+    """
+    targets = [target(f"10.0.{i // 250}.{i % 250}:9100") for i in range(2000)]
+    offsets = [startOffset(t) for t in targets]
+    assert offsets == [startOffset(t) for t in targets]
+    assert all(0 <= o < 10 for o in offsets)
+    perSecond = Counter(int(o) for o in offsets)
+    assert sorted(perSecond) == list(range(10))
+    assert max(perSecond.values()) < 2000 / 10 * 1.3
+
+
+def test_firstScrapeAtOffset():
+    """
+    The first scrape falls at the target's offset on the interval grid,
+    then one every interval.
+    """
+    clock = Clock()
+    clock.advance(1000)
+    scraper = ScriptedScraper(clock)
+    loop = ScrapeLoop(target(), scraper, clock)
+    loop.start()
+    due = loop.nextDue(1000)
+    assert due % 10 == loop.offset % 10 or abs(due % 10 - loop.offset) < 1e-6
+    clock.advance(due - 1000 - 0.001)
+    assert scraper.fetches == []
+    clock.advance(0.001)
+    assert len(scraper.fetches) == 1
+    scraper.fetches[0][2].callback(page())
+    clock.advance(10)
+    assert len(scraper.fetches) == 2
+    assert scraper.fetches[1][0] - scraper.fetches[0][0] == 10
+
+
+def test_noOverlap():
+    """
+    While a scrape is in flight, the next tick does not start another; the
+    loop resumes on the grid once it ends.
+    """
+    clock = Clock()
+    scraper = ScriptedScraper(clock)
+    loop = ScrapeLoop(target(timeout=10.0), scraper, clock)
+    loop.start()
+    clock.advance(loop.nextDue(0))
+    assert len(scraper.fetches) == 1
+    for _ in range(25):
+        clock.advance(1)
+    assert len(scraper.fetches) == 1
+    scraper.fetches[0][2].callback(page())
+    clock.pump([1] * 10)
+    assert len(scraper.fetches) == 2
+    phase = (scraper.fetches[1][0] - loop.offset) % 10
+    assert min(phase, 10 - phase) < 1e-6
+    assert scraper.fetches[1][0] - scraper.fetches[0][0] >= 30
+
+
+class RefusingScraper(ScriptedScraper):
+    """
+    A scraper whose every fetch fails at once.
+    """
+
+    def fetch(self, url, timeout, followRedirects=True):
+        self.fetches.append((self.clock.seconds(), url, None))
+        return fail(FetchError("refused"))
+
+
+def test_retryWithinInterval():
+    """
+    A failed fetch is retried with doubling backoff while the next tick is
+    far enough away for another try, and never past it.
+    """
+    clock = Clock()
+    scraper = RefusingScraper(clock)
+    loop = ScrapeLoop(target(interval=10.0, timeout=2.0), scraper, clock)
+    loop.start()
+    start = loop.nextDue(0)
+    clock.pump([start] + [0.25] * 40)
+    tries = [round(t - start, 6) for t, _, _ in scraper.fetches
+             if t < start + 10]
+    assert tries == [0, 0.25, 0.75, 1.75, 3.75, 7.75]
+    assert loop.health.health == "down"
+    assert loop.health.lastError == "refused"
+    assert loop.health.retries >= 5
+    upPoints = [p for w in scraper.store.writes for p in w if p.metric == "up"]
+    assert upPoints[0].value == 0.0
+    assert [round(t - start, 6) for t, _, _ in scraper.fetches][6] == 10
+
+
+def test_slowTargetDoesNotDelayAnother():
+    """
+    A target whose fetch never ends does not hold back another's scrapes.
+    """
+    clock = Clock()
+    scraper = ScriptedScraper(clock)
+    slow = ScrapeLoop(target("10.0.0.1:1", interval=1.0, timeout=1.0),
+                      scraper, clock)
+    fast = ScrapeLoop(target("10.0.0.2:1", interval=1.0, timeout=1.0),
+                      scraper, clock)
+    slow.start()
+    fast.start()
+    for _ in range(100):
+        clock.advance(0.1)
+        for _, url, d in scraper.fetches:
+            if "10.0.0.2" in url and not d.called:
+                d.callback(page())
+    fastFetches = [f for f in scraper.fetches if "10.0.0.2" in f[1]]
+    slowFetches = [f for f in scraper.fetches if "10.0.0.1" in f[1]]
+    assert len(fastFetches) >= 9
+    assert len(slowFetches) == 1
+    assert fast.health.health == "up"
+    assert fast.health.scrapes == len(fastFetches)
+
+
+def test_healthSamplesStored():
+    """
+    Each scrape stores up, scrape_duration_seconds and
+    scrape_samples_scraped with the target's tags.
+    """
+    clock = Clock()
+    scraper = ScriptedScraper(clock)
+    loop = ScrapeLoop(Target("web", "h:1", "/m", 5.0, 1.0, "auto",
+                             (("env", "prod"),)), scraper, clock)
+    loop.start()
+    clock.advance(loop.nextDue(0))
+    clock.advance(0.3)
+    scraper.fetches[0][2].callback(page())
+    written = {p.metric: p for p in scraper.store.writes[0]}
+    assert written["up"].value == 1.0
+    assert written["scrape_samples_scraped"].value == 1.0
+    assert abs(written["scrape_duration_seconds"].value - 0.3) < 1e-9
+    assert dict(written["up"].tags) == {"env": "prod", "job": "web",
+                                        "node": "h:1"}
+    assert loop.health.samplesStored == 1
+
+
+def test_stopWaitsForScrapeInFlight():
+    """
+    Stopping a loop fires only once the scrape in flight has ended.
+    """
+    clock = Clock()
+    scraper = ScriptedScraper(clock)
+    loop = ScrapeLoop(target(), scraper, clock)
+    loop.start()
+    clock.advance(loop.nextDue(0))
+    stopped = loop.stop()
+    assert not stopped.called
+    scraper.fetches[0][2].callback(page())
+    assert stopped.called
+    clock.advance(100)
+    assert len(scraper.fetches) == 1
+
+
+def test_shardsSplitTargetsExactlyOnce():
+    """
+    With N instances, every target is owned by exactly one of them, and
+    the shares are even.
+    """
+    targets = expand([TargetGroup(job="j", nodes=[f"10.0.0.{i}:9100"
+                                                  for i in range(1, 250)])])
+    owners = [[i for i in range(4) if ownedBy(t, Shard(index=i, count=4))]
+              for t in targets]
+    assert all(len(o) == 1 for o in owners)
+    shares = Counter(o[0] for o in owners)
+    assert min(shares.values()) > 249 / 4 * 0.6
+
+
+def test_expandKeepsTimeoutAndLabels():
+    """
+    A group becomes one target per distinct node with its labels.
+    """
+    group = TargetGroup(job="j", nodes=["a:1", "b:1", "a:1"], interval="5s",
+                        labels={"env": "dev"})
+    targets = expand([group])
+    assert [t.node for t in targets] == ["a:1", "b:1"]
+    assert targets[0].timeout == 5.0
+    assert targets[0].tags == {"env": "dev", "job": "j", "node": "a:1"}
