@@ -142,18 +142,22 @@ class MetricsAPI:
     log = Logger()
 
     def __init__(self, store: Any, settings: Settings,
-                 clock: Any, hunter: Any = None) -> None:
+                 clock: Any, hunter: Any = None,
+                 selfMetrics: Any = None) -> None:
         """
         @param store: a L{meetrd.store.MetricStore} (or one like it).
         @param settings: the daemon's settings.
         @param clock: provides C{seconds()}.
         @param hunter: the hunter, for the routes that start or report
             hunts; C{None} when there is none.
+        @param selfMetrics: a L{meetrd.selfmetrics.SelfMetrics}, served at
+            C{/metrics} and told of points written and rejected.
         """
         self.store = store
         self.settings = settings
         self.clock = clock
         self.hunter = hunter
+        self.selfMetrics = selfMetrics
 
     def resource(self) -> Any:
         """
@@ -174,8 +178,13 @@ class MetricsAPI:
         """
         points = self._pointsOf(request)
         d = self.store.writePoints(points)
-        return d.addCallback(lambda written: _respond(
-            request, 200, {"status": "ok", "written": written}))
+
+        def written(count: int) -> bytes:
+            if self.selfMetrics is not None:
+                self.selfMetrics.pointsWritten.inc(count)
+            return _respond(request, 200, {"status": "ok", "written": count})
+
+        return d.addCallback(written)
 
     def _pointsOf(self, request: IRequest) -> list[Any]:
         limits = self.settings.limits
@@ -342,6 +351,22 @@ class MetricsAPI:
                                        "error": self.store.lastError},
                         {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
+    @app.route("/metrics", methods=["GET", "HEAD"])
+    def metrics(self, request: IRequest) -> bytes:
+        """
+        meetrd's own metrics in the Prometheus text format.
+        """
+        if self.selfMetrics is None:
+            raise ApiError(404, {"error": "no self-metrics in this process"})
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return self.selfMetrics.render()
+
+    def _rejected(self, count: int) -> None:
+        if self.selfMetrics is not None:
+            self.selfMetrics.pointsRejected.inc(count)
+
     # Errors
 
     @app.handle_errors(FieldProblem)
@@ -350,6 +375,8 @@ class MetricsAPI:
         One field is wrong: C{400} naming it.
         """
         problem = failure.value
+        if request.method == b"POST" and request.path == b"/1.0/metrics":
+            self._rejected(1)
         body = {"error": f"{problem.field}: {problem.problem}"}
         body.update(problem.asJSON())
         return _respond(request, 400, body)
@@ -360,6 +387,7 @@ class MetricsAPI:
         Items of a batch are wrong: C{400} listing every one.
         """
         problems = failure.value.problems
+        self._rejected(failure.value.total)
         return _respond(request, 400, {
             "error": f"{len(problems)} invalid point(s); nothing was stored",
             "errors": [p.asJSON() for p in problems[:1000]],

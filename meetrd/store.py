@@ -167,8 +167,9 @@ class MetricStore:
     """
     Points in, summaries out, all through one Cassandra session.
 
-    @ivar ready: whether the session is connected and the schema in place.
-    @ivar lastError: why the store is not ready, if it is not.
+    @ivar inFlight: requests to Cassandra in flight now.
+    @ivar requests: requests sent so far.
+    @ivar errors: failed requests so far, by the driver's exception name.
     """
 
     log = Logger()
@@ -192,9 +193,31 @@ class MetricStore:
         self._statements: _Statements | None = None
         self._knownSeries: OrderedDict[tuple[str, Tags], tuple[Placement, float]] = OrderedDict()
         self._unavailable: tuple[type[BaseException], ...] = ()
-        self.ready = False
-        self.lastError = "not connected yet"
+        self._connected = False
+        self._lastError = "not connected yet"
         self.inFlight = 0
+        self.requests = 0
+        self.errors: dict[str, int] = {}
+
+    @property
+    def ready(self) -> bool:
+        """
+        Whether the session is connected, the schema in place and at least
+        one Cassandra node up.
+        """
+        if not self._connected or self._cluster is None:
+            return False
+        return any(host.is_up for host in self._cluster.metadata.all_hosts())
+
+    @property
+    def lastError(self) -> str:
+        """
+        Why the store is not ready, or C{""} when it is.
+        """
+        if self._connected and not self.ready:
+            return f"no Cassandra node is up (contact points " \
+                   f"{self.contactPoints})"
+        return self._lastError
 
     @property
     def contactPoints(self) -> str:
@@ -218,13 +241,14 @@ class MetricStore:
 
         def connected(result: tuple[Any, Any, _Statements]) -> None:
             self._cluster, self._session, self._statements = result
-            self.ready = True
-            self.lastError = ""
+            self._connected = True
+            self._lastError = ""
 
         def failed(failure: Any) -> Any:
-            self.lastError = (f"cannot reach Cassandra at "
-                              f"{self.contactPoints}: {_describe(failure.value)}")
-            raise StoreUnavailable(self.lastError)
+            self._lastError = (f"cannot reach Cassandra at "
+                               f"{self.contactPoints}: "
+                               f"{_describe(failure.value)}")
+            raise StoreUnavailable(self._lastError)
 
         return d.addCallbacks(connected, failed)
 
@@ -301,8 +325,8 @@ class MetricStore:
         Shut the cluster down; the store is unusable afterwards.
         """
         cluster, self._cluster, self._session = self._cluster, None, None
-        self.ready = False
-        self.lastError = "closed"
+        self._connected = False
+        self._lastError = "closed"
         if cluster is None:
             return Deferred.fromCoroutine(_nothing())
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
@@ -324,6 +348,7 @@ class MetricStore:
         if session is None:
             raise StoreUnavailable(self.lastError or "not connected")
         self.inFlight += 1
+        self.requests += 1
         d = executeAsync(self._reactor, session, statement, parameters,
                          self._settings.request_timeout)
 
@@ -332,6 +357,8 @@ class MetricStore:
             return result
 
         def translate(failure: Any) -> Any:
+            kind = type(failure.value).__name__
+            self.errors[kind] = self.errors.get(kind, 0) + 1
             if failure.check(*self._unavailable):
                 raise StoreUnavailable(_describe(failure.value))
             return failure

@@ -62,6 +62,10 @@ class Options(usage.Options):
             sys.stderr.write(f"meetr: {e}\n")
             sys.stderr.flush()
             raise SystemExit(1)
+        parent = getattr(self, "parent", None)
+        if self.settings.log.format == "json" and parent is not None \
+                and not parent.get("logger"):
+            _chooseJSONLog(parent)
 
     def load(self) -> Settings:
         """
@@ -92,6 +96,28 @@ class Options(usage.Options):
         _checkEndpoint(settings.listen,
                        "--listen" if self["listen"] else self["config"])
         return settings
+
+
+def _chooseJSONLog(parent: Any) -> None:
+    """
+    Make twistd log JSON events to where it would have logged text.
+
+    twistd takes a log observer factory only by name (C{--logger}), and
+    resolves that name after the subcommand's options are parsed; so the
+    factory, which needs twistd's own C{--logfile} and C{--nodaemon}, is
+    set once twistd's options are done, by running after its
+    C{postOptions}.
+    """
+    from meetrd.logs import jsonObserver
+
+    twistdPostOptions = parent.postOptions
+
+    def postOptions() -> None:
+        twistdPostOptions()
+        parent["logger"] = partial(jsonObserver, parent.get("logfile"),
+                                   bool(parent.get("nodaemon")))
+
+    parent.postOptions = postOptions
 
 
 def _integer(text: str, option: str) -> int:
@@ -131,6 +157,10 @@ def buildService(settings: Settings, reactor: Any,
     from meetrd.storeservice import StoreService
     from meetrd.web import MeetrSite
 
+    from meetrd.logs import bridgeDriverLogs
+    from meetrd.selfmetrics import SelfMetrics
+
+    bridgeDriverLogs()
     root = MultiService()
     root.setName("meetr")
     store = MetricStore(settings.cassandra, settings.retentionSeconds, reactor)
@@ -142,9 +172,13 @@ def buildService(settings: Settings, reactor: Any,
     hunter = HunterService(settings, store, reactor)
     hunter.setName("hunter")
     hunter.setServiceParent(root)
-    api = MetricsAPI(store, settings, reactor, hunter=hunter)
+    selfMetrics = SelfMetrics(store, hunter)
+    hunter.onResult = selfMetrics.observeScrape
+    api = MetricsAPI(store, settings, reactor, hunter=hunter,
+                     selfMetrics=selfMetrics)
     site = MeetrSite(api.resource(), settings.http.max_body_size,
-                     settings.http.access_log, reactor=reactor)
+                     settings.http.access_log, reactor=reactor,
+                     selfMetrics=selfMetrics)
     web = strports.service(settings.listen, site, reactor=reactor)
     web.setName("web")
     web.setServiceParent(root)

@@ -54,9 +54,10 @@ class BatchProblems(Exception):
     Some items of a batch are wrong; C{problems} lists every one.
     """
 
-    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+    def __init__(self, problems: Sequence[FieldProblem], total: int) -> None:
         super().__init__(problems)
         self.problems = list(problems)
+        self.total = total
 
 
 def checkMetric(name: object, limits: Limits, field: str = "metric_id") -> str:
@@ -196,5 +197,5 @@ def checkBatch(items: object, limits: Limits, nowMs: int,
         except FieldProblem as problem:
             problems.append(problem)
     if problems:
-        raise BatchProblems(problems)
+        raise BatchProblems(problems, len(items))
     return points

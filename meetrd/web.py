@@ -27,14 +27,17 @@ class LimitedRequest(Request):
 
     _bodySize = 0
     _bodyTooLarge = False
+    startedAt: float | None = None
 
     def _limit(self) -> int:
         return self.channel.site.maxBodySize  # type: ignore[union-attr]
 
     def gotLength(self, length: int | None) -> None:
         """
-        Refuse a declared length over the limit before any byte arrives.
+        Note when the request began, and refuse a declared length over the
+        limit before any byte arrives.
         """
+        self.startedAt = self.channel.site.reactor.seconds()  # type: ignore[union-attr]
         if length is not None and length > self._limit():
             self._bodyTooLarge = True
             length = 0
@@ -87,15 +90,29 @@ class MeetrSite(Site):
     requestFactory = LimitedRequest
 
     def __init__(self, resource: Any, maxBodySize: int, accessLog: bool,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, selfMetrics: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor
+
+            reactor = globalReactor
         super().__init__(resource, reactor=reactor)
         self.maxBodySize = maxBodySize
         self.accessLog = accessLog
+        self.selfMetrics = selfMetrics
         self.displayTracebacks = False
 
     def log(self, request: Request) -> None:
         """
-        Write an access log line only when the settings ask for one.
+        Count the request in the self-metrics, and write an access log line
+        when the settings ask for one.
         """
+        if self.selfMetrics is not None:
+            from meetrd.selfmetrics import routeOf
+
+            started = getattr(request, "startedAt", None)
+            self.selfMetrics.observeRequest(
+                routeOf(request.path or b""),
+                (request.method or b"?").decode("latin-1"), request.code,
+                None if started is None else self.reactor.seconds() - started)
         if self.accessLog:
             super().log(request)

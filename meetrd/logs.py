@@ -1,0 +1,71 @@
+"""
+Logging: the JSON log format, and the driver's standard-library log
+records carried into Twisted's log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from twisted.logger import ILogObserver, LogLevel, Logger, jsonFileLogObserver
+
+_LEVELS = (
+    (logging.CRITICAL, LogLevel.critical),
+    (logging.ERROR, LogLevel.error),
+    (logging.WARNING, LogLevel.warn),
+    (logging.INFO, LogLevel.info),
+)
+
+
+def jsonObserver(logfile: str | None, nodaemon: bool) -> ILogObserver:
+    """
+    An observer writing one JSON object per event, to the file twistd was
+    told (rotated as twistd rotates its own), or to standard output in the
+    foreground without one.
+    """
+    if logfile == "-" or (nodaemon and not logfile):
+        return jsonFileLogObserver(sys.stdout)
+    from twisted.python.logfile import LogFile
+
+    return jsonFileLogObserver(LogFile.fromFullPath(logfile or "twistd.log"))
+
+
+class TwistedLogHandler(logging.Handler):
+    """
+    Sends standard-library log records (cassandra-driver's) to Twisted's
+    log, under the record's logger name.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = LogLevel.debug
+        for threshold, twistedLevel in _LEVELS:
+            if record.levelno >= threshold:
+                level = twistedLevel
+                break
+        try:
+            text = record.getMessage()
+        except Exception:
+            text = str(record.msg)
+        Logger(namespace=record.name).emit(level, "{text}", text=text)
+
+
+def bridgeDriverLogs(level: int = logging.WARNING) -> None:
+    """
+    Carry cassandra-driver's records of C{level} and above into Twisted's
+    log (once per process).
+    """
+    driver = logging.getLogger("cassandra")
+    if not any(isinstance(h, TwistedLogHandler) for h in driver.handlers):
+        driver.addHandler(TwistedLogHandler())
+    driver.setLevel(level)
+    driver.propagate = False
+
+
+def describe(value: Any) -> str:
+    """
+    A value for a log line, cut to a sane length.
+    """
+    text = " ".join(str(value).split())
+    return text if len(text) <= 300 else text[:297] + "..."

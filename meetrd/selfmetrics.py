@@ -1,0 +1,131 @@
+"""
+meetrd's own metrics, in the Prometheus text format, made with
+C{prometheus_client} on a registry of this process's own (never the
+library's global one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import generate_latest
+
+ROUTES = ("/1.0/metrics", "/fetch", "/targets", "/health", "/ready",
+          "/metrics", "/openapi.json")
+
+
+def routeOf(path: bytes) -> str:
+    """
+    The route template a path falls under, so that labels stay few.
+    """
+    text = path.decode("latin-1")
+    if text.startswith("/fetch/"):
+        return "/fetch/{job}"
+    return text if text in ROUTES else "other"
+
+
+class _StoreCollector:
+    """
+    Reads the store's and the hunter's counters when scraped.
+    """
+
+    def __init__(self, store: Any, hunter: Any) -> None:
+        self._store = store
+        self._hunter = hunter
+
+    def collect(self) -> Iterator[Any]:
+        store = self._store
+        inFlight = GaugeMetricFamily(
+            "meetr_cassandra_requests_in_flight",
+            "Requests to Cassandra in flight.")
+        inFlight.add_metric([], store.inFlight)
+        yield inFlight
+        requests = CounterMetricFamily(
+            "meetr_cassandra_requests", "Requests sent to Cassandra.")
+        requests.add_metric([], store.requests)
+        yield requests
+        errors = CounterMetricFamily(
+            "meetr_cassandra_errors", "Failed requests to Cassandra, by kind.",
+            labels=["kind"])
+        for kind, count in sorted(store.errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
+        ready = GaugeMetricFamily(
+            "meetr_cassandra_ready",
+            "1 when the Cassandra session is up and the schema in place.")
+        ready.add_metric([], 1.0 if store.ready else 0.0)
+        yield ready
+        if self._hunter is not None:
+            targets = GaugeMetricFamily(
+                "meetr_hunter_targets", "Targets hunted, by health.",
+                labels=["health"])
+            health: dict[str, int] = {"up": 0, "down": 0, "unknown": 0}
+            for loop in self._hunter.loops.values():
+                health[loop.health.health] += 1
+            for state, count in health.items():
+                targets.add_metric([state], count)
+            yield targets
+
+
+class SelfMetrics:
+    """
+    The metrics meetrd keeps about itself.
+    """
+
+    def __init__(self, store: Any = None, hunter: Any = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "meetr_http_requests", "HTTP requests answered.",
+            ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "meetr_http_request_duration_seconds",
+            "Time from a request's headers to its last byte.", ["route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                     1, 2.5, 5, 10))
+        self.pointsWritten = Counter(
+            "meetr_points_written", "Points acknowledged to clients.",
+            registry=self.registry)
+        self.pointsRejected = Counter(
+            "meetr_points_rejected", "Points refused as invalid.",
+            registry=self.registry)
+        self.scrapes = Counter(
+            "meetr_hunter_scrapes", "Scrapes by result.", ["result"],
+            registry=self.registry)
+        self.scrapeDuration = Histogram(
+            "meetr_hunter_scrape_duration_seconds",
+            "Time of a scrape, fetch to stored.", registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                     30))
+        self.scrapeLateness = Histogram(
+            "meetr_hunter_scrape_lateness_seconds",
+            "How long after its due time a scrape started.",
+            registry=self.registry,
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        if store is not None:
+            self.registry.register(_StoreCollector(store, hunter))
+
+    def observeRequest(self, route: str, method: str, status: int,
+                       seconds: float | None) -> None:
+        """
+        Count one answered request.
+        """
+        self.requests.labels(route, method, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(route).observe(seconds)
+
+    def observeScrape(self, result: Any) -> None:
+        """
+        Count one scrape (a L{meetrd.hunter.scrape.ScrapeResult}).
+        """
+        self.scrapes.labels("ok" if result.ok else "failed").inc()
+        self.scrapeDuration.observe(result.duration)
+        self.scrapeLateness.observe(result.lateness)
+
+    def render(self) -> bytes:
+        """
+        The text exposition of every metric.
+        """
+        return generate_latest(self.registry)
