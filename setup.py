@@ -13,7 +13,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=["meetrd", "meetrd.hunter", "twisted.plugins"],
-    package_data={"twisted.plugins": ["meetr_plugin.py"]},
+    package_data={"twisted.plugins": ["meetr_plugin.py"],
+                  "meetrd": ["openapi.json"]},
     install_requires=[
         "twisted==26.10.0",
         "klein==24.8.0",

@@ -20,6 +20,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meetrd.aggregate import AGGREGATIONS
+from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
 from meetrd.search import Query, SearchTooWide, runSearch
 from meetrd.settings import Settings
@@ -48,6 +49,17 @@ class ApiError(Exception):
         self.code = code
         self.body = body
         self.headers = headers or {}
+
+
+class Overloaded(ApiError):
+    """
+    Too many requests of a kind in flight: try again shortly.
+    """
+
+    def __init__(self, kind: str, inFlight: int) -> None:
+        super().__init__(503, {"error": f"overloaded: {inFlight} {kind} in "
+                                        f"flight; try again shortly"},
+                         {"Retry-After": "1"})
 
 
 class TooLarge(ApiError):
@@ -158,6 +170,9 @@ class MetricsAPI:
         self.clock = clock
         self.hunter = hunter
         self.selfMetrics = selfMetrics
+        self.authorizer = Authorizer(settings.auth)
+        self.writesInFlight = 0
+        self.searchesInFlight = 0
 
     def resource(self) -> Any:
         """
@@ -176,8 +191,13 @@ class MetricsAPI:
         Store one point (form fields) or a batch (form field C{batch} plus
         C{metrics}, or a JSON body); answer once Cassandra has it.
         """
+        self.authorizer.check(request, "write")
+        if self.writesInFlight >= self.settings.http.max_writes_in_flight:
+            raise Overloaded("writes", self.writesInFlight)
         points = self._pointsOf(request)
+        self.writesInFlight += 1
         d = self.store.writePoints(points)
+        d.addBoth(self._writeDone)
 
         def written(count: int) -> bytes:
             if self.selfMetrics is not None:
@@ -185,6 +205,14 @@ class MetricsAPI:
             return _respond(request, 200, {"status": "ok", "written": count})
 
         return d.addCallback(written)
+
+    def _writeDone(self, result: Any) -> Any:
+        self.writesInFlight -= 1
+        return result
+
+    def _searchDone(self, result: Any) -> Any:
+        self.searchesInFlight -= 1
+        return result
 
     def _pointsOf(self, request: IRequest) -> list[Any]:
         limits = self.settings.limits
@@ -226,8 +254,13 @@ class MetricsAPI:
         """
         Aggregate a metric over an inclusive time range.
         """
+        self.authorizer.check(request, "read")
+        if self.searchesInFlight >= self.settings.http.max_searches_in_flight:
+            raise Overloaded("searches", self.searchesInFlight)
         query = self._queryOf(request)
+        self.searchesInFlight += 1
         d = runSearch(self.store, query, self.settings.limits)
+        d.addBoth(self._searchDone)
         return d.addCallback(lambda body: _respond(request, 200, body))
 
     def _queryOf(self, request: IRequest) -> Query:
@@ -283,6 +316,7 @@ class MetricsAPI:
         from meetrd.hunter.ondemand import BadPath, normalizePath
         from meetrd.settings import parseNode
 
+        self.authorizer.check(request, "admin")
         if self.hunter is None:
             raise ApiError(404, {"error": "no hunter in this process"})
         nodes = _args(request, "node")
@@ -316,6 +350,7 @@ class MetricsAPI:
         """
         How an on-demand fetch is going, node by node.
         """
+        self.authorizer.check(request, "read")
         job = None if self.hunter is None else self.hunter.jobs.get(jobId)
         if job is None:
             raise ApiError(404, {"error": "no such fetch job (jobs are "
@@ -328,6 +363,7 @@ class MetricsAPI:
         """
         Every target this instance hunts, with its health.
         """
+        self.authorizer.check(request, "read")
         entries = [] if self.hunter is None else self.hunter.report()
         return _respond(request, 200, {"targets": entries})
 
@@ -356,12 +392,24 @@ class MetricsAPI:
         """
         meetrd's own metrics in the Prometheus text format.
         """
+        if self.settings.auth.metrics_need_token:
+            self.authorizer.check(request, "read")
         if self.selfMetrics is None:
             raise ApiError(404, {"error": "no self-metrics in this process"})
         from prometheus_client import CONTENT_TYPE_LATEST
 
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
         return self.selfMetrics.render()
+
+    @app.route("/openapi.json", methods=["GET", "HEAD"])
+    def openapi(self, request: IRequest) -> bytes:
+        """
+        The OpenAPI 3.1 document of this API.
+        """
+        from importlib.resources import files
+
+        request.setHeader(b"content-type", b"application/json")
+        return files("meetrd").joinpath("openapi.json").read_bytes()
 
     def _rejected(self, count: int) -> None:
         if self.selfMetrics is not None:
@@ -408,6 +456,19 @@ class MetricsAPI:
         """
         error = failure.value
         return _respond(request, error.code, error.body, error.headers)
+
+    @app.handle_errors(AuthError)
+    def authError(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        No valid token (C{401}), or one without the role (C{403}).
+        """
+        error = failure.value
+        headers = {}
+        if error.code == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="meetr"'
+        return _respond(request, error.code, {
+            "error": error.message, "field": "Authorization",
+            "role": error.role}, headers)
 
     @app.handle_errors(StoreUnavailable)
     def unavailable(self, request: IRequest, failure: Failure) -> bytes:

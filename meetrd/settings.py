@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    SecretStr,
     StrictStr,
     ValidationError,
     field_validator,
@@ -210,6 +211,8 @@ class HTTPSettings(_Frozen):
 
     max_body_size: Size = 16 * 1024 * 1024
     access_log: StrictBool = False
+    max_writes_in_flight: PositiveInt = 64
+    max_searches_in_flight: PositiveInt = 32
 
 
 class Limits(_Frozen):
@@ -327,6 +330,47 @@ class HunterSettings(_Frozen):
         return value
 
 
+ROLES = ("read", "write", "admin")
+
+
+class Token(_Frozen):
+    """
+    A bearer token and the roles it grants; the token is given in the
+    file or, better, read from C{token_file}.
+    """
+
+    token: SecretStr | None = None
+    token_file: StrictStr | None = None
+    roles: tuple[Literal[ROLES], ...]  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _readToken(self) -> "Token":
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("give exactly one of token and token_file")
+        if self.token_file is not None:
+            try:
+                with open(self.token_file, encoding="utf-8") as f:
+                    secret = f.read().strip()
+            except OSError as e:
+                raise ValueError(f"token_file {self.token_file}: "
+                                 f"{e.strerror}") from None
+            object.__setattr__(self, "token", SecretStr(secret))
+        if len(self.token.get_secret_value()) < 16:  # type: ignore[union-attr]
+            raise ValueError("a token has at least 16 characters")
+        if not self.roles:
+            raise ValueError("a token needs at least one role")
+        return self
+
+
+class AuthSettings(_Frozen):
+    """
+    Who may call the API.  Without tokens, everyone may.
+    """
+
+    tokens: tuple[Token, ...] = ()
+    metrics_need_token: StrictBool = False
+
+
 class LogSettings(_Frozen):
     """
     How meetrd writes its log.
@@ -347,6 +391,7 @@ class Settings(_Frozen):
     cassandra: CassandraSettings = CassandraSettings()
     limits: Limits = Limits()
     hunter: HunterSettings = HunterSettings()
+    auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
 
     @property

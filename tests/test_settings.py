@@ -161,3 +161,33 @@ def test_badNode(node):
     """
     with pytest.raises(ValueError):
         parseNode(node)
+
+
+def test_tokenFromFile(tmp_path):
+    """
+    A token may be read from a file, and never shows in the settings' text.
+    """
+    secret = tmp_path / "token"
+    secret.write_text("s3cret-s3cret-s3cret\n")
+    settings = settingsFromMapping({"auth": {"tokens": [
+        {"token_file": str(secret), "roles": ["write"]}]}}, "x.yaml")
+    token = settings.auth.tokens[0]
+    assert token.token.get_secret_value() == "s3cret-s3cret-s3cret"
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize("token, message", [
+    ({"token": "short", "roles": ["read"]}, "at least 16 characters"),
+    ({"token": "x" * 16, "roles": []}, "at least one role"),
+    ({"token": "x" * 16, "roles": ["root"]}, "auth.tokens.0.roles.0"),
+    ({"roles": ["read"]}, "exactly one of token and token_file"),
+    ({"token_file": "/nonexistent/token", "roles": ["read"]},
+     "token_file /nonexistent/token: No such file"),
+])
+def test_badTokens(token, message):
+    """
+    Short, role-less or unreadable tokens are refused, naming the key.
+    """
+    with pytest.raises(SettingsError, match="auth.tokens.0") as caught:
+        settingsFromMapping({"auth": {"tokens": [token]}}, "x.yaml")
+    assert message in str(caught.value)

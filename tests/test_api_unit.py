@@ -1,0 +1,184 @@
+"""
+Fast tests of the API's own rules, over C{treq.testing.StubTreq} with a
+store whose answers the test holds back: the caps on requests in flight
+and the roles of bearer tokens.
+"""
+
+from __future__ import annotations
+
+import json
+
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+
+from meetrd.api import MetricsAPI
+from meetrd.settings import settingsFromMapping
+
+POINT = json.dumps([{"metric_id": "m", "ts": 1000, "value": 1}]).encode()
+SEARCH = "http://x/1.0/metrics?metric=m&from=0&to=10&aggregation=sum"
+READ = "r" * 20
+WRITE = "w" * 20
+ADMIN = "a" * 20
+
+
+class HeldStore:
+    """
+    A store whose writes and searches wait until the test releases them.
+    """
+
+    ready = True
+    lastError = ""
+
+    def __init__(self):
+        self.writes = []
+        self.searches = []
+
+    def writePoints(self, points):
+        d = Deferred()
+        self.writes.append((list(points), d))
+        return d
+
+    def seriesOf(self, metric):
+        d = Deferred()
+        self.searches.append(d)
+        return d
+
+    def summarize(self, *args, **kwargs):
+        return succeed([])
+
+
+def client(settings, store=None):
+    store = store or HeldStore()
+    clock = Clock()
+    clock.advance(10_000)
+    api = MetricsAPI(store, settingsFromMapping(settings, "test"), clock)
+    return StubTreq(api.resource()), store, api
+
+
+def post(treq, headers=None):
+    return treq.post("http://x/1.0/metrics", POINT, headers={
+        "Content-Type": "application/json", **(headers or {})})
+
+
+def result(d):
+    out = []
+    d.addBoth(out.append)
+    assert out, "no answer"
+    return out[0]
+
+
+def test_writesOverCapAnswer503AtOnce():
+    """
+    Past max_writes_in_flight, a write is answered 503 with Retry-After at
+    once, and once the held writes end new ones are accepted again.
+    """
+    treq, store, api = client({"http": {"max_writes_in_flight": 2}})
+    first, second = post(treq), post(treq)
+    assert len(store.writes) == 2
+    shed = result(post(treq))
+    assert shed.code == 503
+    assert shed.headers.getRawHeaders("retry-after") == ["1"]
+    assert "overloaded" in json.loads(result(shed.content()))["error"]
+    assert len(store.writes) == 2
+    for points, d in store.writes:
+        d.callback(len(points))
+    treq.flush()
+    assert result(first).code == 200 and result(second).code == 200
+    assert api.writesInFlight == 0
+    third = post(treq)
+    assert len(store.writes) == 3
+    store.writes[2][1].callback(1)
+    treq.flush()
+    assert result(third).code == 200
+
+
+def test_failedWritesFreeTheirPlace():
+    """
+    A write that fails leaves the count of writes in flight as it was.
+    """
+    treq, store, api = client({"http": {"max_writes_in_flight": 1}})
+    pending = post(treq)
+    store.writes[0][1].errback(RuntimeError("boom"))
+    treq.flush()
+    assert result(pending).code == 500
+    assert api.writesInFlight == 0
+
+
+def test_searchesOverCapAnswer503():
+    """
+    Past max_searches_in_flight, a search is answered 503 at once.
+    """
+    treq, store, api = client({"http": {"max_searches_in_flight": 1}})
+    held = treq.get(SEARCH)
+    shed = result(treq.get(SEARCH))
+    assert shed.code == 503
+    store.searches[0].callback([])
+    treq.flush()
+    assert result(held).code == 200
+    assert api.searchesInFlight == 0
+
+
+AUTH = {"auth": {"tokens": [{"token": READ, "roles": ["read"]},
+                            {"token": WRITE, "roles": ["write"]},
+                            {"token": ADMIN, "roles": ["admin"]}]}}
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_tokensAndRoles():
+    """
+    With tokens set: none or a wrong one is 401 with WWW-Authenticate, a
+    token without the role 403, the right role (or admin) passes.
+    """
+    treq, store, api = client(AUTH)
+    missing = result(post(treq))
+    assert missing.code == 401
+    assert missing.headers.getRawHeaders("www-authenticate") == [
+        'Bearer realm="meetr"']
+    assert result(post(treq, bearer("x" * 20))).code == 401
+    assert result(post(treq, {"Authorization": f"Basic {WRITE}"})).code == 401
+    assert result(post(treq, bearer(READ))).code == 403
+    assert store.writes == []
+    pending = post(treq, bearer(WRITE))
+    adminPending = post(treq, bearer(ADMIN))
+    for points, d in store.writes:
+        d.callback(1)
+    treq.flush()
+    assert result(pending).code == 200 and result(adminPending).code == 200
+    assert result(treq.get(SEARCH)).code == 401
+    assert result(treq.get(SEARCH, headers=bearer(WRITE))).code == 403
+    assert result(treq.get("http://x/targets", headers=bearer(READ))).code \
+        == 200
+    fetch = result(treq.post("http://x/fetch", b"node=127.0.0.1:1&url=/m",
+                             headers={"Content-Type":
+                                      "application/x-www-form-urlencoded",
+                                      **bearer(WRITE)}))
+    assert fetch.code == 403
+
+
+def test_openRoutesStayOpen():
+    """
+    /health, /ready and /openapi.json need no token; /metrics needs one only
+    when metrics_need_token is set.
+    """
+    treq, store, api = client(AUTH)
+    for path in ("/health", "/ready", "/openapi.json"):
+        assert result(treq.get("http://x" + path)).code == 200, path
+    assert result(treq.get("http://x/metrics")).code == 404
+    guarded, _, _ = client({"auth": {**AUTH["auth"],
+                                     "metrics_need_token": True}})
+    assert result(guarded.get("http://x/metrics")).code == 401
+
+
+def test_noTokensMeansOpen():
+    """
+    Without tokens, no request needs one.
+    """
+    treq, store, api = client({})
+    pending = post(treq)
+    store.writes[0][1].callback(1)
+    treq.flush()
+    assert result(pending).code == 200
