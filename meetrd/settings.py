@@ -140,7 +140,7 @@ class CassandraSettings(_Frozen):
     connect_timeout: Duration = 5.0
     request_timeout: Duration = 10.0
     max_in_flight: PositiveInt = 512
-    reconnect_max_delay: Duration = 10.0
+    reconnect_max_delay: Duration = 5.0
     username: StrictStr | None = None
     password_file: StrictStr | None = None
 

@@ -194,7 +194,7 @@ class MetricStore:
         self._knownSeries: OrderedDict[tuple[str, Tags], tuple[Placement, float]] = OrderedDict()
         self._unavailable: tuple[type[BaseException], ...] = ()
         self._connected = False
-        self._lastError = "not connected yet"
+        self._lastError = f"connecting to Cassandra at {self.contactPoints}"
         self.inFlight = 0
         self.requests = 0
         self.errors: dict[str, int] = {}

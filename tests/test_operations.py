@@ -87,6 +87,8 @@ class Streamer(threading.Thread):
         self.acked: list[int] = []
         self.sent = 0
         self.stopRequested = False
+        self.maxFailures = 3
+        self.onAnswer = None
 
     def run(self):
         import http.client
@@ -96,11 +98,12 @@ class Streamer(threading.Thread):
         connection = http.client.HTTPConnection(host.hostname, host.port,
                                                 timeout=30)
         failures = 0
-        while not self.stopRequested and failures < 3:
+        while not self.stopRequested and failures < self.maxFailures:
             stamps = [BASE_MS + self.sent + i for i in range(self.batchSize)]
             self.sent += self.batchSize
             body = json.dumps([{"metric_id": self.metric, "ts": ts,
                                 "value": 1} for ts in stamps]).encode()
+            started = time.monotonic()
             try:
                 connection.request("POST", "/1.0/metrics", body,
                                    {"Content-Type": "application/json"})
@@ -111,6 +114,10 @@ class Streamer(threading.Thread):
                 connection.close()
                 time.sleep(0.05)
                 continue
+            if self.onAnswer is not None:
+                self.onAnswer(response.status, time.monotonic() - started)
+            if response.status == 503:
+                time.sleep(0.1)
             if 200 <= response.status < 300:
                 self.acked.extend(stamps)
 
