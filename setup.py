@@ -34,5 +34,9 @@ setup(
     },
     data_files=[
         ("share/meetrd/etc/meetr", ["etc/meetr/meetr.yaml"]),
+        ("share/meetrd/etc/haproxy", ["etc/haproxy/meetr.cfg"]),
+        ("share/meetrd/init", ["init/meetr", "init/meetr.sysconfig",
+                               "init/meetr@.service",
+                               "init/meetr-instances"]),
     ],
 )

@@ -24,24 +24,40 @@ class SignalService(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, onReload: Callable[[], None]) -> None:
+    def __init__(self, reactor: Any, onReload: Callable[[], None],
+                 keepUSR1: bool = False) -> None:
+        """
+        @param onReload: what SIGHUP does.
+        @param keepUSR1: survive SIGUSR1 (twistd rotates its text log on it,
+            but installs no handler when another log observer is used).
+        """
         self._reactor = reactor
         self._onReload = onReload
+        self._keepUSR1 = keepUSR1
         self._previous: dict[int, Any] = {}
 
     def startService(self) -> None:
         """
-        Install the handlers when the reactor runs.
+        Install the SIGHUP handler at once (nothing else claims it), and the
+        SIGTERM one when the reactor runs, after Twisted's.
         """
         super().startService()
+        self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP,
+                                                      self._hangUp)
+        if self._keepUSR1:
+            self._previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1,
+                                                           self._usr1)
         self._reactor.callWhenRunning(self._install)
 
     def _install(self) -> None:
         if not self.running:
             return
-        for number, handler in ((signal.SIGTERM, self._terminate),
-                                (signal.SIGHUP, self._hangUp)):
-            self._previous[number] = signal.signal(number, handler)
+        self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM,
+                                                       self._terminate)
+
+    def _usr1(self, number: int, frame: Any) -> None:
+        self._reactor.callFromThread(
+            self.log.info, "SIGUSR1 ignored: the JSON log rotates by size")
 
     def stopService(self) -> None:
         """

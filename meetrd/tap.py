@@ -183,7 +183,8 @@ def buildService(settings: Settings, reactor: Any,
     web.setName("web")
     web.setServiceParent(root)
     signals = SignalService(reactor, partial(reload, settings, hunter,
-                                             reloadSettings))
+                                             reloadSettings),
+                            keepUSR1=settings.log.format == "json")
     signals.setName("signals")
     signals.setServiceParent(root)
     return root
