@@ -16,7 +16,7 @@ setup(
     package_data={"twisted.plugins": ["meetr_plugin.py"],
                   "meetrd": ["openapi.json"]},
     install_requires=[
-        "twisted==26.10.0",
+        "twisted[tls]==26.10.0",
         "klein==24.8.0",
         "treq==26.7.0",
         "pyyaml==6.0.3",

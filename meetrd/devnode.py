@@ -124,6 +124,8 @@ class NodeSettings:
     @ivar java_home: C{JAVA_HOME}, or C{None} to use C{java} on C{PATH}.
     @ivar path: the C{PATH} used to find C{java} and C{mvn}.
     @ivar stop_grace: seconds between SIGTERM and SIGKILL.
+    @ivar client_tls: a folder holding C{node.pem} (the node's private key
+        and certificate) for TLS on the CQL port, or C{None} for none.
     """
 
     home: Path
@@ -136,6 +138,7 @@ class NodeSettings:
     java_home: str | None = None
     path: str | None = None
     stop_grace: float = DEFAULT_STOP_GRACE
+    client_tls: Path | None = None
 
     @classmethod
     def fromEnvironment(cls, environ: Mapping[str, str]) -> "NodeSettings":
@@ -163,6 +166,8 @@ class NodeSettings:
             ),
             java_home=environ.get("JAVA_HOME") or None,
             path=environ.get("PATH"),
+            client_tls=(Path(environ["MEETR_NODE_CLIENT_TLS"]).resolve()
+                        if environ.get("MEETR_NODE_CLIENT_TLS") else None),
         ).checked()
 
     def checked(self) -> "NodeSettings":
@@ -388,6 +393,18 @@ def renderCassandraYaml(settings: NodeSettings) -> str:
         "      parameters:",
         f"          - seeds: {yamlScalar(seed)}",
     ]
+    if settings.client_tls is not None:
+        lines += [
+            "client_encryption_options:",
+            "    enabled: true",
+            "    optional: false",
+            "    require_client_auth: false",
+            f"    keystore: {yamlScalar(str(settings.client_tls / 'node.pem'))}",
+            "    accepted_protocols: [TLSv1.2, TLSv1.3]",
+            "    ssl_context_factory:",
+            "        class_name: org.apache.cassandra.security."
+            "PEMBasedSslContextFactory",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -845,10 +862,17 @@ def cqlReleaseVersion(settings: NodeSettings, timeout: float = 3.0) -> str | Non
         load_balancing_policy=WhiteListRoundRobinPolicy([settings.address]),
         request_timeout=timeout,
     )
+    sslContext = None
+    if settings.client_tls is not None:
+        import ssl
+
+        sslContext = ssl.create_default_context(
+            cafile=str(settings.client_tls / "ca.pem"))
     cluster = Cluster(
         contact_points=[settings.address],
         port=settings.port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        ssl_context=sslContext,
         connect_timeout=timeout,
         control_connection_timeout=timeout,
         schema_metadata_enabled=False,

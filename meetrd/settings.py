@@ -124,6 +124,37 @@ class Consistency(_Frozen):
     write: Literal[CONSISTENCY_LEVELS] = "LOCAL_QUORUM"  # type: ignore[valid-type]
 
 
+class CassandraTLS(_Frozen):
+    """
+    TLS to Cassandra: the CA that signed the nodes' certificates, an
+    optional client certificate, and whether the node's name is checked.
+    """
+
+    enabled: StrictBool = False
+    ca_file: StrictStr | None = None
+    cert_file: StrictStr | None = None
+    key_file: StrictStr | None = None
+    server_name: StrictStr | None = None
+    check_hostname: StrictBool = True
+
+    @model_validator(mode="after")
+    def _complete(self) -> "CassandraTLS":
+        if self.enabled and not self.ca_file:
+            raise ValueError("ca_file is needed to check the nodes' "
+                             "certificates")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if self.enabled and path is not None:
+                try:
+                    with open(path, "rb"):
+                        pass
+                except OSError as e:
+                    raise ValueError(f"{name} {path}: {e.strerror}") from None
+        return self
+
+
 class CassandraSettings(_Frozen):
     """
     How to reach Cassandra and where meetrd keeps its tables.
@@ -143,6 +174,7 @@ class CassandraSettings(_Frozen):
     reconnect_max_delay: Duration = 5.0
     username: StrictStr | None = None
     password_file: StrictStr | None = None
+    tls: CassandraTLS = CassandraTLS()
 
     @field_validator("contact_points")
     @classmethod

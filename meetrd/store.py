@@ -35,7 +35,7 @@ from meetrd.driverbridge import executeAsync
 from meetrd.layout import Placement, bucketsBetween, placeSeries
 from meetrd.points import Point, Tags
 from meetrd.settings import CassandraSettings
-from meetrd.twistedconnection import twistedConnectionClass
+from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
@@ -278,8 +278,15 @@ class MetricStore:
                 with open(settings.password_file) as f:
                     password = f.read().strip()
             auth = PlainTextAuthProvider(settings.username, password)
+        tls = None
+        if settings.tls.enabled:
+            tls = clientTLS(settings.tls.ca_file,  # type: ignore[arg-type]
+                            settings.tls.cert_file, settings.tls.key_file,
+                            settings.tls.server_name,
+                            settings.tls.check_hostname)
         cluster = Cluster(
             contact_points=list(settings.contact_points),
+            ssl_context=tls,
             port=settings.port,
             connection_class=self._connectionClass or twistedConnectionClass(),
             connect_timeout=settings.connect_timeout,

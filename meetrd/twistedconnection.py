@@ -8,16 +8,72 @@ warning.  Two faults of the driver's class are mended by a subclass:
   - a refused connection left its Deferred unhandled (an "Unhandled error
     in Deferred" in the log) and was only noticed after C{connect_timeout};
     here the failure is handed to the waiting driver at once;
-  - every connection attempt logged its factory starting and stopping.
+  - every connection attempt logged its factory starting and stopping;
+  - TLS went through a pyOpenSSL context of the driver's making; here it
+    goes through Twisted's client TLS (see L{ClientTLS}).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from twisted.internet.protocol import Factory
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """
+    TLS to Cassandra the Twisted way, given to the driver as its
+    C{ssl_context}: Twisted's client TLS options (TLS 1.2 at least, the
+    chain checked against the CA, the node's name checked against the
+    certificate's subject alternative names) instead of the driver's
+    pyOpenSSL context (TLS 1.0 by default, the name compared with the
+    common name only).
+
+    @ivar creatorFor: gives the connection creator for a node's address.
+    """
+
+    creatorFor: Callable[[str], Any]
+
+
+def clientTLS(caFile: str, certFile: str | None = None,
+              keyFile: str | None = None, serverName: str | None = None,
+              checkHostname: bool = True) -> ClientTLS:
+    """
+    Build L{ClientTLS} from PEM files.
+    """
+    from twisted.internet.ssl import (
+        Certificate,
+        CertificateOptions,
+        PrivateCertificate,
+        TLSVersion,
+        optionsForClientTLS,
+    )
+
+    with open(caFile, "rb") as f:
+        authority = Certificate.loadPEM(f.read())
+    client = None
+    if certFile is not None and keyFile is not None:
+        with open(certFile, "rb") as f, open(keyFile, "rb") as g:
+            client = PrivateCertificate.loadPEM(f.read() + b"\n" + g.read())
+
+    def creatorFor(host: str) -> Any:
+        if checkHostname:
+            return optionsForClientTLS(
+                serverName or host, trustRoot=authority,
+                clientCertificate=client,
+                extraCertificateOptions={
+                    "raiseMinimumTo": TLSVersion.TLSv1_2})
+        extra = {} if client is None else {
+            "privateKey": client.privateKey.original,
+            "certificate": client.original}
+        return CertificateOptions(trustRoot=authority,
+                                  raiseMinimumTo=TLSVersion.TLSv1_2, **extra)
+
+    return ClientTLS(creatorFor)
 
 
 def twistedConnectionClass() -> type:
@@ -34,7 +90,11 @@ def twistedConnectionClass() -> type:
         TwistedConnectionProtocol,
     )
     from twisted.internet import reactor
-    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+    from twisted.internet.endpoints import (
+        TCP4ClientEndpoint,
+        TCP6ClientEndpoint,
+        wrapClientTLS,
+    )
 
     class _QuietFactory(Factory):
         noisy = False
@@ -45,13 +105,16 @@ def twistedConnectionClass() -> type:
         """
 
         def add_connection(self) -> None:
-            if self.ssl_context or self.ssl_options:
+            tls = self.ssl_context
+            if not isinstance(tls, ClientTLS) and (tls or self.ssl_options):
                 return super().add_connection()
             host, port = self.endpoint.resolve()
             endpointClass = TCP6ClientEndpoint if _isIPv6(host) \
                 else TCP4ClientEndpoint
             endpoint = endpointClass(reactor, host, port,
                                      timeout=self.connect_timeout)
+            if isinstance(tls, ClientTLS):
+                endpoint = wrapClientTLS(tls.creatorFor(host), endpoint)
             factory = _QuietFactory.forProtocol(
                 lambda: TwistedConnectionProtocol(self))
             endpoint.connect(factory).addErrback(self._connectFailed)

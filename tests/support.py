@@ -155,7 +155,7 @@ class Daemon:
             if self.process.poll() is not None:
                 raise AssertionError(f"twistd exited {self.process.returncode}"
                                      f":\n{self.log()}")
-            match = re.search(r"MeetrSite starting on (\d+)",
+            match = re.search(r"MeetrSite(?: \(TLS\))? starting on (\d+)",
                               self.log()[offset:])
             if match:
                 self.port = int(match.group(1))
