@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.logger import ILogObserver, LogLevel, Logger, jsonFileLogObserver
 
+_NEGOTIATION = "Downgrading core protocol version"
 _LEVELS = (
     (logging.CRITICAL, LogLevel.critical),
     (logging.ERROR, LogLevel.error),
@@ -48,6 +49,11 @@ class TwistedLogHandler(logging.Handler):
             text = record.getMessage()
         except Exception:
             text = str(record.msg)
+        if text.startswith(_NEGOTIATION):
+            # The driver offers its newest protocol first and steps down
+            # to the node's; that is how it negotiates, not a fault.
+            level = LogLevel.info
+            text = text.split(". To avoid this")[0]
         Logger(namespace=record.name).emit(level, "{text}", text=text)
 
 
