@@ -260,7 +260,7 @@ class Limits(_Frozen):
     max_future: Duration = 600.0
     max_past: Duration = 0.0
     max_search_series: PositiveInt = 10000
-    max_search_partitions: PositiveInt = 100000
+    max_search_partitions: PositiveInt = 1000000
 
 
 class TargetGroup(_Frozen):

@@ -32,7 +32,7 @@ from twisted.logger import Logger
 
 from meetrd.aggregate import Partial
 from meetrd.driverbridge import executeAsync
-from meetrd.layout import Placement, bucketsBetween, placeSeries
+from meetrd.layout import Placement, bucketCount, bucketsBetween, placeSeries
 from meetrd.points import Point, Tags
 from meetrd.settings import CassandraSettings
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
@@ -41,8 +41,11 @@ from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 MAX_BATCH_ROWS = 1000
 # Series named in one IN list at most.
 MAX_IN_SERIES = 100
-# Series whose index row this process knows to be written.
+# Series (and buckets) whose index row this process knows to be written.
 SERIES_CACHE_SIZE = 500_000
+# A source whose searched range spans more buckets than this has the
+# buckets that hold points looked up first, and only those read.
+PRUNE_OVER = 4
 
 
 class StoreUnavailable(Exception):
@@ -117,6 +120,11 @@ _SCHEMA = (
       AND compaction = {{'class': 'TimeWindowCompactionStrategy',
                          'compaction_window_unit': 'DAYS',
                          'compaction_window_size': 1}}""",
+    """CREATE TABLE IF NOT EXISTS {ks}.buckets (
+        source text,
+        bucket bigint,
+        PRIMARY KEY ((source), bucket)
+    ) WITH comment = 'meetrd: the buckets of each source that hold points'""",
 )
 
 _INSERT_POINT = (
@@ -126,6 +134,13 @@ _INSERT_POINT = (
 _INSERT_SERIES = (
     "INSERT INTO {ks}.series (metric, series_id, tags, source, bucket_ms) "
     "VALUES (?, ?, ?, ?, ?) USING TTL ?"
+)
+_INSERT_BUCKET = (
+    "INSERT INTO {ks}.buckets (source, bucket) VALUES (?, ?) USING TTL ?"
+)
+_SELECT_BUCKETS = (
+    "SELECT bucket FROM {ks}.buckets WHERE source = ? AND bucket >= ? "
+    "AND bucket <= ?"
 )
 _SELECT_SERIES = (
     "SELECT series_id, tags, source, bucket_ms FROM {ks}.series "
@@ -156,6 +171,8 @@ class _Statements:
 
     insertPoint: Any
     insertSeries: Any
+    insertBucket: Any
+    selectBuckets: Any
     selectSeries: Any
     summary: Any
     summaryLast: Any
@@ -192,6 +209,7 @@ class MetricStore:
         self._session: Any = None
         self._statements: _Statements | None = None
         self._knownSeries: OrderedDict[tuple[str, Tags], tuple[Placement, float]] = OrderedDict()
+        self._knownBuckets: OrderedDict[tuple[str, int], float] = OrderedDict()
         self._unavailable: tuple[type[BaseException], ...] = ()
         self._connected = False
         self._lastError = f"connecting to Cassandra at {self.contactPoints}"
@@ -311,9 +329,13 @@ class MetricStore:
             insertPoint.consistency_level = writeLevel
             insertSeries = session.prepare(_INSERT_SERIES.format(ks=ks))
             insertSeries.consistency_level = writeLevel
+            insertBucket = session.prepare(_INSERT_BUCKET.format(ks=ks))
+            insertBucket.consistency_level = writeLevel
             statements = _Statements(
                 insertPoint=insertPoint,
                 insertSeries=insertSeries,
+                insertBucket=insertBucket,
+                selectBuckets=session.prepare(_SELECT_BUCKETS.format(ks=ks)),
                 selectSeries=session.prepare(_SELECT_SERIES.format(ks=ks)),
                 summary=session.prepare(_SUMMARY.format(ks=ks)),
                 summaryLast=session.prepare(
@@ -398,6 +420,7 @@ class MetricStore:
         refreshAfter = self._ttl / 4 if self._ttl else None
         partitions: defaultdict[tuple[str, int], list[tuple[bytes, int, float]]] = defaultdict(list)
         fresh: dict[tuple[str, Tags], Placement] = {}
+        bucketWidths: dict[str, int] = {}
         count = 0
         for point in points:
             key = (point.metric, point.tags)
@@ -410,6 +433,7 @@ class MetricStore:
                 placement = entry[0]
             partitions[(placement.source, point.ts_ms // placement.bucketMs)
                        ].append((placement.seriesId, point.ts_ms, point.value))
+            bucketWidths[placement.source] = placement.bucketMs
             count += 1
 
         ttl = self._ttl
@@ -418,6 +442,12 @@ class MetricStore:
             requests.append(self._run(statements.insertSeries, (
                 metric, placement.seriesId, dict(tags), placement.source,
                 placement.bucketMs, ttl)))
+        knownBuckets = self._knownBuckets
+        freshBuckets = [key for key in partitions if key not in knownBuckets]
+        for source, bucket in freshBuckets:
+            width = bucketWidths[source]
+            requests.append(self._run(statements.insertBucket, (
+                source, bucket, ttl + width // 1000 + 1 if ttl else 0)))
         insert = statements.insertPoint
         writeLevel = insert.consistency_level
         for (source, bucket), rows in partitions.items():
@@ -442,6 +472,10 @@ class MetricStore:
                 known.move_to_end(key)
             while len(known) > SERIES_CACHE_SIZE:
                 known.popitem(last=False)
+            for bucketKey in freshBuckets:
+                knownBuckets[bucketKey] = now
+            while len(knownBuckets) > SERIES_CACHE_SIZE:
+                knownBuckets.popitem(last=False)
             return count
 
         return DeferredList(requests, consumeErrors=True).addCallback(settled)
@@ -467,22 +501,55 @@ class MetricStore:
         return self._run(statements.selectSeries, (metric,)).addCallback(rows)
 
     def partitionReads(self, series: Sequence[SeriesRow], fromMs: int,
-                       toMs: int) -> list[tuple[str, int, list[bytes]]]:
+                       toMs: int, present: dict[str, set[int]] | None = None
+                       ) -> list[tuple[str, int, list[bytes]]]:
         """
         The partition reads a summary of C{series} over C{[fromMs, toMs]}
         needs: C{(source, bucket, seriesIds)}, at most L{MAX_IN_SERIES}
         series each.
+
+        @param present: for some sources, the buckets known to hold points;
+            the other buckets of those sources are not read.
         """
         bySource: defaultdict[tuple[str, int], list[bytes]] = defaultdict(list)
         for row in series:
             bySource[(row.source, row.bucketMs)].append(row.seriesId)
         reads = []
         for (source, bucketMs), ids in bySource.items():
-            for bucket in bucketsBetween(fromMs, toMs, bucketMs):
+            buckets: Iterable[int] = bucketsBetween(fromMs, toMs, bucketMs)
+            if present is not None and source in present:
+                buckets = sorted(present[source])
+            for bucket in buckets:
                 for start in range(0, len(ids), MAX_IN_SERIES):
                     reads.append((source, bucket,
                                   ids[start:start + MAX_IN_SERIES]))
         return reads
+
+    def presentBuckets(self, series: Sequence[SeriesRow], fromMs: int,
+                       toMs: int) -> Deferred[dict[str, set[int]]]:
+        """
+        For each source whose range spans more than L{PRUNE_OVER} buckets,
+        the buckets in range that hold points (one read of the bucket
+        index per such source); sources of fewer buckets are left out and
+        read whole.
+        """
+        statements = self._require()
+        wide = {(row.source, row.bucketMs) for row in series
+                if bucketCount(fromMs, toMs, row.bucketMs) > PRUNE_OVER}
+        sources = sorted(wide)
+        reads = [self._run(statements.selectBuckets,
+                           (source, fromMs // width, toMs // width))
+                 for source, width in sources]
+
+        def collect(results: list[tuple[bool, Any]]) -> dict[str, set[int]]:
+            present = {}
+            for (source, _), (ok, rows) in zip(sources, results):
+                if not ok:
+                    rows.raiseException()
+                present[source] = {row[0] for row in rows}
+            return present
+
+        return DeferredList(reads, consumeErrors=True).addCallback(collect)
 
     def summarize(self, series: Sequence[SeriesRow], fromMs: int, toMs: int,
                   intervalMs: int | None = None, newestFirst: bool = False
@@ -499,21 +566,30 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        plan = self.partitionReads(series, fromMs, toMs)
         if intervalMs is None:
             statement = (statements.summaryLast if newestFirst
                          else statements.summary)
-            reads = [self._run(statement, (source, bucket, ids, fromMs, toMs))
-                     for source, bucket, ids in plan]
+
+            def parameters(source: str, bucket: int, ids: list[bytes]
+                           ) -> tuple[Any, ...]:
+                return (source, bucket, ids, fromMs, toMs)
         else:
             from cassandra.util import Duration
 
             width = Duration(0, 0, intervalMs * 1_000_000)
             statement = (statements.byIntervalLast if newestFirst
                          else statements.byInterval)
-            reads = [self._run(statement, (width, source, bucket, ids, fromMs,
-                                           toMs, width))
-                     for source, bucket, ids in plan]
+
+            def parameters(source: str, bucket: int, ids: list[bytes]
+                           ) -> tuple[Any, ...]:
+                return (width, source, bucket, ids, fromMs, toMs, width)
+
+        def readAll(present: dict[str, set[int]]
+                    ) -> Deferred[list[tuple[bool, Any]]]:
+            plan = self.partitionReads(series, fromMs, toMs, present)
+            return DeferredList([
+                self._run(statement, parameters(source, bucket, ids))
+                for source, bucket, ids in plan], consumeErrors=True)
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
@@ -525,7 +601,8 @@ class MetricStore:
                                                      newestFirst))
             return summaries
 
-        return DeferredList(reads, consumeErrors=True).addCallback(collect)
+        return self.presentBuckets(series, fromMs, toMs).addCallback(
+            readAll).addCallback(collect)
 
 
 def _summaryFromRow(row: Sequence[Any], byInterval: bool,

@@ -192,3 +192,27 @@ async def test_unreachable(keyspace):
                                               r"127\.0\.0\.1:1"):
         await store.connect()
     assert not store.ready
+
+
+@pytest_twisted.ensureDeferred
+async def test_sparseYearReadsOnlyFilledBuckets(store):
+    """
+    A search over a year of a node's hourly partitions reads only the
+    partitions that hold points, found through the bucket index.
+    """
+    hour = 3_600_000
+    start = 1_700_000_000_000 - 1_700_000_000_000 % hour
+    stamps = [start + k * 97 * hour + 5 for k in range(6)]
+    await store.writePoints([
+        Point("sparse.node", freezeTags({"node": "sparse:1"}), ts, 2.0)
+        for ts in stamps])
+    end = start + 365 * 24 * hour
+    before = store.requests
+    result = await search(store, "sparse.node", start, end, "sum")
+    assert result["value"] == 12.0
+    assert store.requests - before == 1 + 1 + len(stamps)
+    narrow = await search(store, "sparse.node", start, stamps[2], "count")
+    assert narrow["value"] == 3
+    stepped = await search(store, "sparse.node", start, end, "count",
+                           intervalMs=24 * hour)
+    assert sum(v for _, v in stepped["points"]) == 6
