@@ -1,0 +1,141 @@
+"""
+The hunter's fetches against real HTTP servers on loopback: connections
+kept alive and reused, gzip, redirects followed up to the limit (and none
+on demand), the deadline and the body limit while streaming.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from twisted.web.resource import EncodingResourceWrapper, Resource
+from twisted.web.server import GzipEncoderFactory, NOT_DONE_YET, Site
+from twisted.web.util import Redirect
+
+from meetrd.hunter.fetch import FetchError, Fetcher
+from tests.nodes import Page
+
+PAGE = json.dumps({"a": 1}).encode()
+
+
+class CountingSite(Site):
+    """
+    A site that counts the connections it accepts.
+    """
+
+    connections = 0
+
+    def buildProtocol(self, addr):
+        self.connections += 1
+        return super().buildProtocol(addr)
+
+
+class Trickle(Resource):
+    """
+    Sends a body slowly and without end, a chunk at a time.
+    """
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        def more():
+            if not request.finished and not getattr(request, "_gone", False):
+                request.write(b"x" * 1024)
+                reactor.callLater(0.01, more)
+
+        request.notifyFinish().addErrback(lambda _: setattr(request, "_gone",
+                                                            True))
+        more()
+        return NOT_DONE_YET
+
+
+@pytest_twisted.async_yield_fixture()
+async def server():
+    """
+    One loopback server with every kind of page.
+    """
+    root = Resource()
+    page = Page(PAGE, b"application/json")
+    root.putChild(b"page", page)
+    root.putChild(b"zipped", EncodingResourceWrapper(
+        Page(PAGE * 1, b"application/json"), [GzipEncoderFactory()]))
+    root.putChild(b"hop", Redirect(b"/page"))
+    root.putChild(b"loop", Redirect(b"/loop"))
+    root.putChild(b"trickle", Trickle())
+    root.putChild(b"big", Page(b"y" * 5000, b"text/plain"))
+    site = CountingSite(root)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    yield f"http://127.0.0.1:{port.getHost().port}", site, page
+    await port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture()
+async def fetcher():
+    """
+    A fetcher with a 4 KiB body limit and up to 2 redirects.
+    """
+    fetcher = Fetcher(reactor, maxBodySize=4096, maxRedirects=2)
+    yield fetcher
+    await fetcher.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_connectionsReused(server, fetcher):
+    """
+    Twenty fetches of one node, one after the other, use one connection.
+    """
+    base, site, page = server
+    for _ in range(20):
+        fetched = await fetcher.fetch(base + "/page", 5)
+        assert fetched.body == PAGE
+    assert page.hits == 20
+    assert site.connections == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_gzipAccepted(server, fetcher):
+    """
+    A gzip-encoded answer arrives decoded.
+    """
+    base, _, _ = server
+    fetched = await fetcher.fetch(base + "/zipped", 5)
+    assert fetched.body == PAGE
+    assert gzip.compress(PAGE) != PAGE
+
+
+@pytest_twisted.ensureDeferred
+async def test_redirectsBounded(server, fetcher):
+    """
+    A redirect is followed for scheduled scrapes, a loop fails, and
+    on-demand fetches follow none.
+    """
+    base, _, _ = server
+    assert (await fetcher.fetch(base + "/hop", 5)).body == PAGE
+    with pytest.raises(FetchError, match="redirect"):
+        await fetcher.fetch(base + "/loop", 5)
+    with pytest.raises(FetchError, match="HTTP 302"):
+        await fetcher.fetch(base + "/hop", 5, followRedirects=False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bodyLimitWhileStreaming(server, fetcher):
+    """
+    A body past the limit fails as it streams in, declared or not, and
+    the deadline covers the whole exchange.
+    """
+    base, _, _ = server
+    with pytest.raises(FetchError, match="body larger than 4096 bytes"):
+        await fetcher.fetch(base + "/big", 5)
+    with pytest.raises(FetchError, match="body larger than 4096 bytes"):
+        await fetcher.fetch(base + "/trickle", 5)
+    slow = Fetcher(reactor, maxBodySize=10**9, maxRedirects=0)
+    try:
+        with pytest.raises(FetchError, match="timed out after 0.3s"):
+            await slow.fetch(base + "/trickle", 0.3)
+    finally:
+        await slow.close()
