@@ -1,10 +1,12 @@
 """
 The twistd plugin's options and the service tree, built in one place.
 
-  meetr (MultiService)
+  meetr (SequentialMultiService: children stop one after the other,
+         last first)
     store   connects the one Cassandra session, closes it last
     hunter  fetches metrics from nodes on schedule and on demand
     web     the HTTP API, stopped first so nothing new comes in
+    signals SIGTERM and SIGHUP
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from functools import partial
 from typing import Any, Callable
 
 from twisted.application import strports
-from twisted.application.service import IServiceCollection, MultiService
+from twisted.application.service import (
+    IServiceCollection,
+    MultiService,
+    Service,
+)
+from twisted.internet.defer import Deferred, maybeDeferred
 from pydantic import ValidationError
 from twisted.python import usage
 
@@ -141,6 +148,26 @@ def _checkEndpoint(description: str, source: str) -> None:
                             f"{description!r}: {e}") from None
 
 
+class SequentialMultiService(MultiService):
+    """
+    A C{MultiService} that stops its children one at a time, last added
+    first, each once the one before it has finished stopping: the web
+    server stops accepting, then the hunter finishes its scrapes, then the
+    store lets the writes in flight end and closes the session.
+    """
+
+    async def _stopInTurn(self) -> None:
+        for child in reversed(list(self)):
+            await maybeDeferred(child.stopService)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop the children in turn.
+        """
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stopInTurn())
+
+
 def buildService(settings: Settings, reactor: Any,
                  reloadSettings: Callable[[], Settings] | None = None
                  ) -> MultiService:
@@ -161,7 +188,7 @@ def buildService(settings: Settings, reactor: Any,
     from meetrd.selfmetrics import SelfMetrics
 
     bridgeDriverLogs()
-    root = MultiService()
+    root = SequentialMultiService()
     root.setName("meetr")
     store = MetricStore(settings.cassandra, settings.retentionSeconds, reactor)
     storeService = StoreService(store, reactor,

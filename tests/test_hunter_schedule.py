@@ -237,3 +237,38 @@ def test_expandKeepsTimeoutAndLabels():
     assert [t.node for t in targets] == ["a:1", "b:1"]
     assert targets[0].timeout == 5.0
     assert targets[0].tags == {"env": "dev", "job": "j", "node": "a:1"}
+
+
+def test_serviceTreeStopsInTurn():
+    """
+    The service tree stops its children one at a time, last added first,
+    each only after the one before it has finished.
+    """
+    from twisted.application.service import Service
+
+    from meetrd.tap import SequentialMultiService
+
+    events = []
+
+    class Held(Service):
+        def __init__(self, name):
+            self.name = name
+            self.done = Deferred()
+
+        def stopService(self):
+            events.append(f"stop {self.name}")
+            return self.done.addCallback(
+                lambda _: events.append(f"stopped {self.name}"))
+
+    root = SequentialMultiService()
+    first, second = Held("store"), Held("web")
+    first.setServiceParent(root)
+    second.setServiceParent(root)
+    root.startService()
+    stopped = root.stopService()
+    assert events == ["stop web"]
+    second.done.callback(None)
+    assert events == ["stop web", "stopped web", "stop store"]
+    assert not stopped.called
+    first.done.callback(None)
+    assert stopped.called
