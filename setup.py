@@ -30,6 +30,11 @@ setup(
         "test": [
             "pytest==9.2.0",
             "pytest-twisted==1.14.3",
+            # tests/test_openapi.py: schemathesis, and the two of its
+            # dependencies that test imports itself.
+            "schemathesis==4.32.5",
+            "hypothesis==6.170.15",
+            "jsonschema-rs==0.60.3",
         ],
     },
     data_files=[

@@ -5,6 +5,7 @@ one partition, merged across partitions, series, groups and intervals.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -54,8 +55,15 @@ class Partial:
     def value(self, aggregation: str) -> float | int | None:
         """
         The final value of C{aggregation}: C{count} is 0 and every other
-        aggregation C{None} when no point was seen.
+        aggregation C{None} when no point was seen; a sum or average that
+        overflows a double is C{None} too (JSON has no infinity).
         """
+        result = self._value(aggregation)
+        if isinstance(result, float) and not math.isfinite(result):
+            return None
+        return result
+
+    def _value(self, aggregation: str) -> float | int | None:
         if aggregation == "count":
             return self.count
         if self.count == 0:

@@ -16,6 +16,8 @@ _UNIT_SECONDS = {
     "w": 7 * 86400.0,
 }
 
+# Ten thousand years: longer is a mistake, and would overflow later sums.
+_LONGEST = 10_000 * 366 * 86400.0
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
@@ -53,7 +55,7 @@ def parseDuration(text: object) -> float:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if position == 0 or position != len(stripped):
+    if position == 0 or position != len(stripped) or total > _LONGEST:
         raise DurationError(
             f"expected a duration such as 500ms, 10s, 5m, 1h or 30d, "
             f"got {text!r}"

@@ -152,13 +152,16 @@ _SUMMARY = (
     " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
     "AND ts >= ? AND ts <= ? GROUP BY series_id"
 )
-# The interval is bound twice, by position: as the selected floor and as
-# the grouping one (the caller binds the same duration to both).
+# The interval and its start are bound twice, by position: in the selected
+# floor and in the grouping one (the caller binds the same to both).  The
+# start is an epoch-aligned instant at or before the range: Cassandra's
+# floor() refuses instants before its start, which is the epoch unless
+# given.
 _SUMMARY_BY_INTERVAL = (
-    "SELECT series_id, toUnixTimestamp(floor(ts, ?)), "
+    "SELECT series_id, toUnixTimestamp(floor(ts, ?, ?)), "
     "toUnixTimestamp(ts), value, " + _AGGREGATES +
     " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
-    "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?)"
+    "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?, ?)"
 )
 _NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
 
@@ -577,12 +580,14 @@ class MetricStore:
             from cassandra.util import Duration
 
             width = Duration(0, 0, intervalMs * 1_000_000)
+            origin = fromMs - fromMs % intervalMs
             statement = (statements.byIntervalLast if newestFirst
                          else statements.byInterval)
 
             def parameters(source: str, bucket: int, ids: list[bytes]
                            ) -> tuple[Any, ...]:
-                return (width, source, bucket, ids, fromMs, toMs, width)
+                return (width, origin, source, bucket, ids, fromMs, toMs,
+                        width, origin)
 
         def readAll(present: dict[str, set[int]]
                     ) -> Deferred[list[tuple[bool, Any]]]:

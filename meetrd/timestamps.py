@@ -58,6 +58,9 @@ def parseTimestamp(value: object) -> int:
     if not text:
         raise TimestampError("empty timestamp")
     if _NUMBER.fullmatch(text):
+        if len(text) > 24:
+            raise TimestampError(f"{value[:30]!r}... is out of range "
+                                 f"(years 1 to 9999)")
         return _fromEpoch(float(text) if "." in text else int(text))
     text = _PLUS_AS_SPACE.sub(r"\1+\2", text)
     try:
@@ -109,7 +112,8 @@ def formatTimestamp(milliseconds: int) -> str:
     """
     seconds, millis = divmod(milliseconds, 1000)
     moment = _EPOCH + timedelta(seconds=seconds)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    text = (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}")
     if millis:
         text += f".{millis:03d}"
     return text + "Z"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request, Site
 
 
@@ -80,6 +81,23 @@ class LimitedRequest(Request):
         self.finish()
 
 
+class MeetrChannel(HTTPChannel):
+    """
+    An HTTP channel whose answer to requests Twisted cannot parse (bad
+    headers, a broken multipart body) is JSON like every other error.
+    """
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        body = jsonBody({"error": "(request): malformed HTTP request or body",
+                         "field": "(request)",
+                         "problem": "malformed HTTP request or body"})
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"connection: close\r\ncontent-length: "
+            + str(len(body)).encode("ascii") + b"\r\n\r\n" + body)
+        self.loseConnection()
+
+
 class MeetrSite(Site):
     """
     The site serving meetrd's API.
@@ -88,6 +106,7 @@ class MeetrSite(Site):
     """
 
     requestFactory = LimitedRequest
+    protocol = MeetrChannel
 
     def __init__(self, resource: Any, maxBodySize: int, accessLog: bool,
                  reactor: Any = None, selfMetrics: Any = None) -> None:

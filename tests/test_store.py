@@ -216,3 +216,28 @@ async def test_sparseYearReadsOnlyFilledBuckets(store):
     stepped = await search(store, "sparse.node", start, end, "count",
                            intervalMs=24 * hour)
     assert sum(v for _, v in stepped["points"]) == 6
+
+
+@pytest_twisted.ensureDeferred
+async def test_intervalsBeforeTheEpoch(store):
+    """
+    Intervals over points before 1970 are aligned to the epoch like the
+    others.
+    """
+    await store.writePoints(points("old", [1, 2, 3], start=-5000, step=1000))
+    stepped = await search(store, "old", -100_000, 0, "sum", intervalMs=2000)
+    assert stepped["points"] == [["1969-12-31T23:59:54Z", 1.0],
+                                 ["1969-12-31T23:59:56Z", 5.0]]
+    assert stepped["value"] == 6.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_overflowingSumIsNull(store):
+    """
+    A sum beyond a double's range answers null instead of failing.
+    """
+    await store.writePoints(points("huge", [1.7e308, 1.7e308]))
+    result = await search(store, "huge", BASE, BASE + 1000, "sum")
+    assert result["value"] is None
+    result = await search(store, "huge", BASE, BASE + 1000, "max")
+    assert result["value"] == 1.7e308
