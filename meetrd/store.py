@@ -39,6 +39,10 @@ from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
+# Partitions of one row each sent together, when they share a replica: at
+# Cassandra's default threshold for warning of unlogged batches across
+# partitions (unlogged_batch_across_partitions_warn_threshold: 10).
+MAX_LONE_PER_BATCH = 10
 # Series named in one IN list at most.
 MAX_IN_SERIES = 100
 # Series (and buckets) whose index row this process knows to be written.
@@ -340,9 +344,9 @@ class MetricStore:
                 insertBucket=insertBucket,
                 selectBuckets=session.prepare(_SELECT_BUCKETS.format(ks=ks)),
                 selectSeries=session.prepare(_SELECT_SERIES.format(ks=ks)),
-                summary=session.prepare(_SUMMARY.format(ks=ks)),
-                summaryLast=session.prepare(
-                    _SUMMARY.format(ks=ks) + _NEWEST_FIRST),
+                summary=_unpaged(session.prepare(_SUMMARY.format(ks=ks))),
+                summaryLast=_unpaged(session.prepare(
+                    _SUMMARY.format(ks=ks) + _NEWEST_FIRST)),
                 byInterval=session.prepare(_SUMMARY_BY_INTERVAL.format(ks=ks)),
                 byIntervalLast=session.prepare(
                     _SUMMARY_BY_INTERVAL.format(ks=ks) + _NEWEST_FIRST),
@@ -396,6 +400,19 @@ class MetricStore:
             return failure
 
         return d.addBoth(done).addErrback(translate)
+
+    def _replicaOf(self, bound: Any) -> Any:
+        """
+        The first replica of a bound statement's partition (C{None} when
+        unknown), so that lone rows bound for the same node can share a
+        request that node coordinates itself.
+        """
+        try:
+            replicas = self._cluster.metadata.get_replicas(
+                self._settings.keyspace, bound.routing_key)
+        except Exception:
+            return None
+        return replicas[0].endpoint if replicas else None
 
     def _require(self) -> _Statements:
         if self._statements is None or self._session is None:
@@ -453,17 +470,29 @@ class MetricStore:
                 source, bucket, ttl + width // 1000 + 1 if ttl else 0)))
         insert = statements.insertPoint
         writeLevel = insert.consistency_level
+        lone: defaultdict[Any, list[Any]] = defaultdict(list)
         for (source, bucket), rows in partitions.items():
+            if len(rows) == 1:
+                bound = insert.bind((source, bucket, *rows[0], ttl))
+                lone[self._replicaOf(bound)].append(bound)
+                continue
             for start in range(0, len(rows), MAX_BATCH_ROWS):
                 chunk = rows[start:start + MAX_BATCH_ROWS]
-                if len(chunk) == 1:
-                    requests.append(self._run(
-                        insert, (source, bucket, *chunk[0], ttl)))
-                    continue
                 batch = BatchStatement(BatchType.UNLOGGED,
                                        consistency_level=writeLevel)
                 for row in chunk:
                     batch.add(insert, (source, bucket, *row, ttl))
+                requests.append(self._run(batch, None))
+        for bounds in lone.values():
+            for start in range(0, len(bounds), MAX_LONE_PER_BATCH):
+                chunk = bounds[start:start + MAX_LONE_PER_BATCH]
+                if len(chunk) == 1:
+                    requests.append(self._run(chunk[0], None))
+                    continue
+                batch = BatchStatement(BatchType.UNLOGGED,
+                                       consistency_level=writeLevel)
+                for bound in chunk:
+                    batch.add(bound)
                 requests.append(self._run(batch, None))
 
         def settled(results: list[tuple[bool, Any]]) -> int:
@@ -608,6 +637,16 @@ class MetricStore:
 
         return self.presentBuckets(series, fromMs, toMs).addCallback(
             readAll).addCallback(collect)
+
+
+def _unpaged(statement: Any) -> Any:
+    """
+    A summary statement read without paging: it answers one row per series
+    (at most L{MAX_IN_SERIES}), and an aggregate read in pages costs
+    Cassandra a fresh aggregation state per page.
+    """
+    statement.fetch_size = None
+    return statement
 
 
 def _summaryFromRow(row: Sequence[Any], byInterval: bool,

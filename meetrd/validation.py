@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from meetrd.points import Point, freezeTags
+from meetrd.points import Point, Tags, freezeTags
 from meetrd.settings import Limits
 from meetrd.timestamps import TimestampError, parseTimestamp
 
@@ -86,7 +86,7 @@ def checkTags(tags: object, limits: Limits, field: str = "tags"
             tags = json.loads(tags) if tags.strip() else {}
         except ValueError:
             raise FieldProblem(field, "not a JSON object") from None
-    if not isinstance(tags, Mapping):
+    if type(tags) is not dict and not isinstance(tags, Mapping):
         raise FieldProblem(field, "must be an object of string keys and "
                                   "string values")
     if len(tags) > limits.max_tags:
@@ -153,27 +153,54 @@ def checkTimestamp(value: object, limits: Limits, nowMs: int,
     return tsMs
 
 
+_FIELDS = frozenset({"metric_id", "ts", "value", "tags"})
+
+
 def checkPoint(item: object, limits: Limits, nowMs: int,
-               index: int | None = None) -> Point:
+               index: int | None = None,
+               seen: dict[object, object] | None = None) -> Point:
     """
     Check one client point C{{metric_id, ts, value, tags?}}.
+
+    @param seen: a memo shared by the points of one batch: metric names and
+        tag sets already checked are not checked again.
     """
     try:
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise FieldProblem("(item)", "must be an object with metric_id, "
                                          "ts and value")
-        unknown = set(item) - {"metric_id", "ts", "value", "tags"}
-        if unknown:
-            raise FieldProblem(sorted(unknown)[0], "unknown field")
-        metric = checkMetric(item.get("metric_id"), limits)
+        if len(item) > 4 or not _FIELDS.issuperset(item):
+            unknown = set(item) - _FIELDS
+            raise FieldProblem(sorted(map(str, unknown))[0], "unknown field")
+        name = item.get("metric_id")
+        if seen is not None and type(name) is str and name in seen:
+            metric = name
+        else:
+            metric = checkMetric(name, limits)
+            if seen is not None:
+                seen[metric] = True
         tsMs = checkTimestamp(item.get("ts"), limits, nowMs)
         value = checkValue(item.get("value"))
-        tags = checkTags(item.get("tags"), limits)
+        rawTags = item.get("tags")
+        if not rawTags:
+            tags: Tags = ()
+        elif seen is not None and type(rawTags) is dict:
+            key = tuple(rawTags.items())
+            try:
+                cached = seen.get(key)
+            except TypeError:
+                cached = None
+            if cached is None:
+                cached = freezeTags(checkTags(rawTags, limits))
+                seen[key] = cached
+            tags = cached  # type: ignore[assignment]
+        else:
+            tags = freezeTags(checkTags(rawTags, limits))
     except FieldProblem as problem:
         if index is None:
             raise
         raise FieldProblem(problem.field, problem.problem, index) from None
-    return Point(metric, freezeTags(tags), tsMs, value)
+    return Point(metric, tags, tsMs, value)
 
 
 def checkBatch(items: object, limits: Limits, nowMs: int,
@@ -191,9 +218,10 @@ def checkBatch(items: object, limits: Limits, nowMs: int,
                                   f"points in one batch")
     points = []
     problems = []
+    seen: dict[object, object] = {}
     for index, item in enumerate(items):
         try:
-            points.append(checkPoint(item, limits, nowMs, index))
+            points.append(checkPoint(item, limits, nowMs, index, seen))
         except FieldProblem as problem:
             problems.append(problem)
     if problems:

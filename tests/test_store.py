@@ -241,3 +241,21 @@ async def test_overflowingSumIsNull(store):
     assert result["value"] is None
     result = await search(store, "huge", BASE, BASE + 1000, "max")
     assert result["value"] == 1.7e308
+
+
+@pytest_twisted.ensureDeferred
+async def test_loneRowsShareRequests(store):
+    """
+    Points that are each alone in their partition go ten to a request
+    when they share a replica, and every one of them is stored.
+    """
+    def lone(ts):
+        return [Point(f"lone.{i}", (), ts, float(i)) for i in range(25)]
+
+    await store.writePoints(lone(BASE))
+    before = store.requests
+    await store.writePoints(lone(BASE + 1000))
+    assert store.requests - before == 3
+    for i in (0, 13, 24):
+        result = await search(store, f"lone.{i}", BASE, BASE + 1000, "sum")
+        assert result["value"] == 2.0 * i
