@@ -133,8 +133,11 @@ _SCHEMA = (
 
 _INSERT_POINT = (
     "INSERT INTO {ks}.points (source, bucket, series_id, ts, value) "
-    "VALUES (?, ?, ?, ?, ?) USING TTL ?"
+    "VALUES (?, ?, ?, ?, ?)"
 )
+# With a retention, the TTL is bound too (a sixth value per row; without
+# one the statement binds five).
+_WITH_TTL = " USING TTL ?"
 _INSERT_SERIES = (
     "INSERT INTO {ks}.series (metric, series_id, tags, source, bucket_ms) "
     "VALUES (?, ?, ?, ?, ?) USING TTL ?"
@@ -332,7 +335,8 @@ class MetricStore:
                 session.execute(ddl.format(ks=ks),
                                 timeout=max(settings.request_timeout, 30.0))
             writeLevel = getattr(ConsistencyLevel, settings.consistency.write)
-            insertPoint = session.prepare(_INSERT_POINT.format(ks=ks))
+            insertPoint = session.prepare(
+                _INSERT_POINT.format(ks=ks) + (_WITH_TTL if self._ttl else ""))
             insertPoint.consistency_level = writeLevel
             insertSeries = session.prepare(_INSERT_SERIES.format(ks=ks))
             insertSeries.consistency_level = writeLevel
@@ -469,11 +473,12 @@ class MetricStore:
             requests.append(self._run(statements.insertBucket, (
                 source, bucket, ttl + width // 1000 + 1 if ttl else 0)))
         insert = statements.insertPoint
+        ttlValue = (ttl,) if ttl else ()
         writeLevel = insert.consistency_level
         lone: defaultdict[Any, list[Any]] = defaultdict(list)
         for (source, bucket), rows in partitions.items():
             if len(rows) == 1:
-                bound = insert.bind((source, bucket, *rows[0], ttl))
+                bound = insert.bind((source, bucket, *rows[0], *ttlValue))
                 lone[self._replicaOf(bound)].append(bound)
                 continue
             for start in range(0, len(rows), MAX_BATCH_ROWS):
@@ -481,7 +486,7 @@ class MetricStore:
                 batch = BatchStatement(BatchType.UNLOGGED,
                                        consistency_level=writeLevel)
                 for row in chunk:
-                    batch.add(insert, (source, bucket, *row, ttl))
+                    batch.add(insert, (source, bucket, *row, *ttlValue))
                 requests.append(self._run(batch, None))
         for bounds in lone.values():
             for start in range(0, len(bounds), MAX_LONE_PER_BATCH):

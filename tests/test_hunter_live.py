@@ -123,10 +123,12 @@ async def test_huntEveryKindOfNode(node, keyspace, nodes):
         process.kill()
         await deferLater(reactor, 2.6)
         elapsed = reactor.seconds() - started
+        await hunter.stopService()
         response = await treq.get(base + "/targets")
         report = {t["job"]: t for t in (await response.json())["targets"]}
     finally:
-        await hunter.stopService()
+        if hunter.running:
+            await hunter.stopService()
         await port.stopListening()
 
     for job in ("artemis", "prom"):

@@ -272,3 +272,21 @@ def test_serviceTreeStopsInTurn():
     assert not stopped.called
     first.done.callback(None)
     assert stopped.called
+
+
+def test_lateStartDoesNotShiftTheGrid():
+    """
+    When the first scrape starts late (a busy reactor), later scrapes are
+    still on the target's grid.
+    """
+    clock = Clock()
+    scraper = ScriptedScraper(clock)
+    loop = ScrapeLoop(target(), scraper, clock)
+    loop.start()
+    due = loop.nextDue(0)
+    clock.advance(due + 3)
+    assert len(scraper.fetches) == 1
+    scraper.fetches[0][2].callback(page())
+    clock.pump([1] * 12)
+    assert len(scraper.fetches) == 2
+    assert abs(scraper.fetches[1][0] - (due + 10)) < 1e-6

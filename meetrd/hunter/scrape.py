@@ -131,13 +131,17 @@ class ScrapeLoop:
         now = self.reactor.seconds()
         first = self.nextDue(now)
         self.health.nextScrapeMs = int(first * 1000)
-        self._start = self.reactor.callLater(first - now, self._begin)
+        self._start = self.reactor.callLater(first - now, self._begin, first)
 
-    def _begin(self) -> None:
+    def _begin(self, due: float) -> None:
         self._start = None
         self._loop = LoopingCall(self.scrapeOnce)
         self._loop.clock = self.reactor
         self._loop.start(self.target.interval, now=True)
+        # A first call that ran late must not keep the whole schedule late:
+        # the loop counts its ticks from the due time, not from the moment
+        # it happened to start.
+        self._loop.starttime = due
 
     def stop(self) -> Deferred[None]:
         """

@@ -6,6 +6,7 @@ on-demand fetches.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from twisted.application.service import Service
@@ -97,6 +98,9 @@ class HunterService(Service):
         groups = [g for p in sorted(self._fileGroups)
                   for g in self._fileGroups[p]]
         self._apply(configuredTargets(self.targetSettings, groups))
+        # The targets and their loops live as long as the process: keep the
+        # collector from scanning them again and again.
+        gc.freeze()
 
     def applyTargets(self, hunter: HunterSettings) -> None:
         """
