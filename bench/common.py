@@ -71,7 +71,7 @@ def cpuSeconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
-def cassandraPid(port: int) -> int | None:
+def cassandraPid(port: int | None = None) -> int | None:
     """
     The pid of the Cassandra node: from the development node's pid file,
     else the one java process running CassandraDaemon; C{None} when

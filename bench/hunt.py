@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import cassandraPid, nodeAddress  # noqa: E402
 from tests.support import Daemon, daemonSettings  # noqa: E402
 
 DEFAULT_NODE = "127.0.0.1:19042"
@@ -63,42 +64,6 @@ def log(text: str) -> None:
 
 
 # The node and the processes
-
-def nodeAddress() -> tuple[str, int]:
-    """
-    The Cassandra node, C{MEETR_TEST_CASSANDRA} or the development node;
-    only loopback.
-    """
-    node = os.environ.get("MEETR_TEST_CASSANDRA") or DEFAULT_NODE
-    host, _, port = node.rpartition(":")
-    if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
-        raise SystemExit(f"hunt: refusing to run against {node}: the "
-                         f"benchmark only talks to a node on loopback")
-    return host, int(port)
-
-
-def cassandraPid() -> int | None:
-    """
-    The development node's pid (C{.cassandra/node.pid}), else the one
-    process running C{CassandraDaemon}, else C{None}.
-    """
-    home = Path(os.environ.get("MEETR_NODE_HOME") or ROOT / ".cassandra")
-    try:
-        pid = int((home / "node.pid").read_text().split()[0])
-        if Path(f"/proc/{pid}").exists():
-            return pid
-    except (OSError, ValueError, IndexError):
-        pass
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if b"CassandraDaemon" in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found[0] if len(found) == 1 else None
-
 
 def codeVersion() -> str:
     """
