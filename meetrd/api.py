@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from meetrd.aggregate import AGGREGATIONS
 from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
-from meetrd.search import Query, SearchTooWide, runSearch
+from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
 from meetrd.settings import Settings
 from meetrd.store import StoreUnavailable
 from meetrd.timestamps import TimestampError, parseTimestamp
@@ -259,7 +259,7 @@ class MetricsAPI:
             raise Overloaded("searches", self.searchesInFlight)
         query = self._queryOf(request)
         self.searchesInFlight += 1
-        d = runSearch(self.store, query, self.settings.limits)
+        d = runSearch(self.store, query, self.settings.limits, self.clock)
         d.addBoth(self._searchDone)
         return d.addCallback(lambda body: _respond(request, 200, body))
 
@@ -448,6 +448,15 @@ class MetricsAPI:
         """
         return _respond(request, 400, {"error": failure.value.problem,
                                        "field": failure.value.field})
+
+    @app.handle_errors(SearchTimedOut)
+    def timedOut(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        A search past its deadline: C{503} saying what it was reading.
+        """
+        return _respond(request, 503, {
+            "error": str(failure.value), "field": "limits.search_timeout",
+            "reading": failure.value.reading}, {"Retry-After": "1"})
 
     @app.handle_errors(ApiError)
     def apiError(self, request: IRequest, failure: Failure) -> bytes:

@@ -9,26 +9,39 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 
 from meetrd.aggregate import Partial
-from meetrd.layout import bucketCount
+from meetrd.readplan import (
+    SearchTooWide,
+    SeriesRow,
+    answerPoints,
+    bucketsBySource,
+    checkAnswerSize,
+    checkIndexReads,
+    checkPartitions,
+    planIndex,
+)
 from meetrd.settings import Limits
-from meetrd.store import SeriesRow, Summary
+from meetrd.store import ReadProgress, Summary
 from meetrd.timestamps import formatTimestamp
 
+__all__ = ["Query", "SearchTimedOut", "SearchTooWide", "answer", "runSearch"]
 
-class SearchTooWide(Exception):
+
+class SearchTimedOut(Exception):
     """
-    A search would read more than the limits allow.
+    A search ran past C{limits.search_timeout}.
 
-    @ivar field: the query parameter to change.
+    @ivar reading: what it was reading then.
     """
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
-        self.problem = problem
+    def __init__(self, seconds: float, reading: str) -> None:
+        super().__init__(f"the search ran past its {seconds:g}s deadline "
+                         f"while {reading}")
+        self.seconds = seconds
+        self.reading = reading
 
 
 @dataclass(frozen=True)
@@ -49,37 +62,6 @@ class Query:
     tagFilters: tuple[tuple[str, frozenset[str]], ...] = ()
     groupBy: str | None = None
     intervalMs: int | None = None
-
-
-def selectSeries(series: Sequence[SeriesRow], query: Query
-                 ) -> list[SeriesRow]:
-    """
-    The series of the metric that match every tag filter.
-    """
-    if not query.tagFilters:
-        return list(series)
-    selected = []
-    for row in series:
-        tags = dict(row.tags)
-        if all(tags.get(key) in values for key, values in query.tagFilters):
-            selected.append(row)
-    return selected
-
-
-def checkBreadth(series: Sequence[SeriesRow], query: Query, limits: Limits
-                 ) -> None:
-    """
-    Refuse searches that would read too many series or partitions.
-    """
-    if len(series) > limits.max_search_series:
-        raise SearchTooWide("tag", f"{len(series)} series match, more than "
-                            f"{limits.max_search_series}: narrow with tag=")
-    partitions = sum(bucketCount(query.fromMs, query.toMs, row.bucketMs)
-                     for row in series)
-    if partitions > limits.max_search_partitions:
-        raise SearchTooWide("from", f"the range spans {partitions} "
-                            f"partitions, more than "
-                            f"{limits.max_search_partitions}: narrow from/to")
 
 
 def answer(query: Query, series: Sequence[SeriesRow],
@@ -139,19 +121,55 @@ def _points(intervals: dict[int, Partial], aggregation: str
             for start in sorted(intervals)]
 
 
-def runSearch(store: Any, query: Query, limits: Limits
+def groupCount(series: Sequence[SeriesRow], groupBy: str | None) -> int:
+    """
+    How many groups an answer grouped by C{groupBy} holds.
+    """
+    if groupBy is None:
+        return 1
+    return len({dict(row.tags).get(groupBy) for row in series})
+
+
+def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
               ) -> Deferred[dict[str, Any]]:
     """
     Run a search against the store and fire with its JSON answer.
+
+    The limits are checked between the reads: the series index first
+    (the series and the slices), then the partitions and the size of
+    the answer, before any point is read.  With a C{clock}, the whole
+    search fails with L{SearchTimedOut} after C{limits.search_timeout}.
     """
+    progress = ReadProgress()
+    maxPartitions = limits.max_search_partitions
 
-    def found(series: list[SeriesRow]) -> Deferred[dict[str, Any]]:
-        selected = selectSeries(series, query)
-        checkBreadth(selected, query, limits)
-        d = store.summarize(selected, query.fromMs, query.toMs,
-                            query.intervalMs,
-                            newestFirst=query.aggregation == "last")
-        return d.addCallback(lambda summaries: answer(query, selected,
-                                                      summaries))
+    async def search() -> dict[str, Any]:
+        indexPlan = planIndex(query.fromMs, query.toMs, store.sliceMs,
+                              query.tagFilters, limits.max_search_series)
+        checkIndexReads(len(indexPlan.reads), maxPartitions)
+        series = await store.findSeries(
+            query.metric, query.fromMs, query.toMs, query.tagFilters,
+            limits.max_search_series, progress)
+        plan = bucketsBySource(series, query.fromMs, query.toMs,
+                               store.sliceMs)
+        checkPartitions(plan, 0, maxPartitions)
+        checkAnswerSize(answerPoints(query.fromMs, query.toMs,
+                                     query.intervalMs,
+                                     groupCount(series, query.groupBy)),
+                        limits.max_search_points)
+        summaries = await store.summarize(
+            plan, query.fromMs, query.toMs, query.intervalMs,
+            newestFirst=query.aggregation == "last", progress=progress)
+        return answer(query, series, summaries)
 
-    return store.seriesOf(query.metric).addCallback(found)
+    d = Deferred.fromCoroutine(search())
+    if clock is None:
+        return d
+    seconds = limits.search_timeout
+
+    def timedOut(result: Any, timeout: float) -> Any:
+        if isinstance(result, Failure) and result.check(CancelledError):
+            return Failure(SearchTimedOut(seconds, progress.describe()))
+        return result
+
+    return d.addTimeout(seconds, clock, onTimeoutCancel=timedOut)

@@ -171,6 +171,8 @@ class CassandraSettings(_Frozen):
     connect_timeout: Duration = 5.0
     request_timeout: Duration = 10.0
     max_in_flight: PositiveInt = 512
+    max_reads_in_flight: PositiveInt = 64
+    index_slice: Duration = 86400.0
     reconnect_max_delay: Duration = 5.0
     username: StrictStr | None = None
     password_file: StrictStr | None = None
@@ -224,16 +226,12 @@ class CassandraSettings(_Frozen):
             raise ValueError("must be more than 0")
         return value
 
-    def replicationCQL(self) -> str:
-        """
-        The replication map as a CQL map literal; every part of it was
-        validated above, so it can stand in DDL (which cannot be bound).
-        """
-        parts = [f"'class': '{self.replication['class']}'"]
-        for key, factor in self.replication.items():
-            if key != "class":
-                parts.append(f"'{key}': '{int(factor)}'")
-        return "{" + ", ".join(parts) + "}"
+    @field_validator("index_slice")
+    @classmethod
+    def _wholeSlice(cls, value: float) -> float:
+        if value < 1 or value > 7 * 86400 or value != int(value):
+            raise ValueError("an index slice is whole seconds, from 1s to 7d")
+        return value
 
 
 class HTTPSettings(_Frozen):
@@ -260,7 +258,16 @@ class Limits(_Frozen):
     max_future: Duration = 600.0
     max_past: Duration = 0.0
     max_search_series: PositiveInt = 10000
-    max_search_partitions: PositiveInt = 1000000
+    max_search_partitions: PositiveInt = 20000
+    max_search_points: PositiveInt = 100000
+    search_timeout: Duration = 30.0
+
+    @field_validator("search_timeout")
+    @classmethod
+    def _someTime(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be more than 0")
+        return value
 
 
 class TargetGroup(_Frozen):

@@ -7,18 +7,15 @@ prepare, shutdown) run in the reactor's thread pool; queries run with
 C{execute_async} and come back as Deferreds, with the number of requests in
 flight capped by a C{DeferredSemaphore}.
 
-The tables (see L{meetrd.layout} for the partitioning):
-
-  - C{series}: one partition per metric listing its series, their tags and
-    the partition family (source and bucket width) of their points;
-  - C{points}: partitions keyed by C{(source, bucket)}, clustered by
-    C{(series_id, ts)}, so that one series' points in a partition are a
-    contiguous slice Cassandra can aggregate by itself.
+The tables and statements are in L{meetrd.schema}; what a write sends is
+decided by L{meetrd.writeplan} and what a search reads by
+L{meetrd.readplan}; this module sends and receives.  Reads have a cap on
+requests in flight of their own, so that a wide search cannot starve
+writes.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -26,16 +23,30 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
+    succeed,
 )
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from meetrd import schema
 from meetrd.aggregate import Partial
 from meetrd.driverbridge import executeAsync
-from meetrd.layout import Placement, bucketCount, bucketsBetween, placeSeries
-from meetrd.points import Point, Tags
+from meetrd.points import Point
+from meetrd.readplan import (
+    PRUNE_OVER,
+    IndexPlan,
+    SeriesRow,
+    TagFilters,
+    checkSeries,
+    mergeIndexRows,
+    partitionReads,
+    planIndex,
+    seriesCount,
+    sourcesToPrune,
+)
 from meetrd.settings import CassandraSettings
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
+from meetrd.writeplan import WriteCache, planWrite
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
@@ -43,13 +54,9 @@ MAX_BATCH_ROWS = 1000
 # Cassandra's default threshold for warning of unlogged batches across
 # partitions (unlogged_batch_across_partitions_warn_threshold: 10).
 MAX_LONE_PER_BATCH = 10
-# Series named in one IN list at most.
-MAX_IN_SERIES = 100
-# Series (and buckets) whose index row this process knows to be written.
-SERIES_CACHE_SIZE = 500_000
-# A source whose searched range spans more buckets than this has the
-# buckets that hold points looked up first, and only those read.
-PRUNE_OVER = 4
+# Index rows sent together as one unlogged batch, when they share a
+# replica (the rows of one metric and slice are one partition).
+MAX_INDEX_PER_BATCH = 100
 
 
 class StoreUnavailable(Exception):
@@ -79,19 +86,6 @@ def _driverErrors() -> tuple[type[BaseException], ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class SeriesRow:
-    """
-    One series of a metric as the index records it.
-    """
-
-    metric: str
-    seriesId: bytes
-    tags: Tags
-    source: str
-    bucketMs: int
-
-
-@dataclass(frozen=True, slots=True)
 class Summary:
     """
     What Cassandra computed for one series, in one partition, for one
@@ -103,91 +97,22 @@ class Summary:
     partial: Partial
 
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS {ks}.series (
-        metric text,
-        series_id blob,
-        tags map<text, text>,
-        source text,
-        bucket_ms bigint,
-        PRIMARY KEY ((metric), series_id)
-    ) WITH comment = 'meetrd: the series of each metric'""",
-    """CREATE TABLE IF NOT EXISTS {ks}.points (
-        source text,
-        bucket bigint,
-        series_id blob,
-        ts timestamp,
-        value double,
-        PRIMARY KEY ((source, bucket), series_id, ts)
-    ) WITH CLUSTERING ORDER BY (series_id ASC, ts ASC)
-      AND comment = 'meetrd: points by source and time bucket'
-      AND compaction = {{'class': 'TimeWindowCompactionStrategy',
-                         'compaction_window_unit': 'DAYS',
-                         'compaction_window_size': 1}}""",
-    """CREATE TABLE IF NOT EXISTS {ks}.buckets (
-        source text,
-        bucket bigint,
-        PRIMARY KEY ((source), bucket)
-    ) WITH comment = 'meetrd: the buckets of each source that hold points'""",
-)
-
-_INSERT_POINT = (
-    "INSERT INTO {ks}.points (source, bucket, series_id, ts, value) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
-# With a retention, the TTL is bound too (a sixth value per row; without
-# one the statement binds five).
-_WITH_TTL = " USING TTL ?"
-_INSERT_SERIES = (
-    "INSERT INTO {ks}.series (metric, series_id, tags, source, bucket_ms) "
-    "VALUES (?, ?, ?, ?, ?) USING TTL ?"
-)
-_INSERT_BUCKET = (
-    "INSERT INTO {ks}.buckets (source, bucket) VALUES (?, ?) USING TTL ?"
-)
-_SELECT_BUCKETS = (
-    "SELECT bucket FROM {ks}.buckets WHERE source = ? AND bucket >= ? "
-    "AND bucket <= ?"
-)
-_SELECT_SERIES = (
-    "SELECT series_id, tags, source, bucket_ms FROM {ks}.series "
-    "WHERE metric = ?"
-)
-_AGGREGATES = "count(value), sum(value), min(value), max(value)"
-_SUMMARY = (
-    "SELECT series_id, toUnixTimestamp(ts), value, " + _AGGREGATES +
-    " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
-    "AND ts >= ? AND ts <= ? GROUP BY series_id"
-)
-# The interval and its start are bound twice, by position: in the selected
-# floor and in the grouping one (the caller binds the same to both).  The
-# start is an epoch-aligned instant at or before the range: Cassandra's
-# floor() refuses instants before its start, which is the epoch unless
-# given.
-_SUMMARY_BY_INTERVAL = (
-    "SELECT series_id, toUnixTimestamp(floor(ts, ?, ?)), "
-    "toUnixTimestamp(ts), value, " + _AGGREGATES +
-    " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
-    "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?, ?)"
-)
-_NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
-
-
-@dataclass(frozen=True)
-class _Statements:
+class ReadProgress:
     """
-    The prepared statements of one session.
+    How far a search's reads have come, for the message of a search that
+    runs out of time.
     """
 
-    insertPoint: Any
-    insertSeries: Any
-    insertBucket: Any
-    selectBuckets: Any
-    selectSeries: Any
-    summary: Any
-    summaryLast: Any
-    byInterval: Any
-    byIntervalLast: Any
+    def __init__(self) -> None:
+        self.stage = "starting"
+        self.done = 0
+        self.total = 0
+
+    def begin(self, stage: str, total: int) -> None:
+        self.stage, self.done, self.total = stage, 0, total
+
+    def describe(self) -> str:
+        return f"{self.stage}: {self.done} of {self.total} reads done"
 
 
 class MetricStore:
@@ -215,16 +140,20 @@ class MetricStore:
         self._reactor = reactor
         self._connectionClass = connectionClass
         self._semaphore = DeferredSemaphore(settings.max_in_flight)
+        self._readSemaphore = DeferredSemaphore(settings.max_reads_in_flight)
         self._cluster: Any = None
         self._session: Any = None
-        self._statements: _Statements | None = None
-        self._knownSeries: OrderedDict[tuple[str, Tags], tuple[Placement, float]] = OrderedDict()
-        self._knownBuckets: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self._statements: schema.Statements | None = None
+        self._cache: WriteCache | None = None
+        self.sliceMs = int(settings.index_slice * 1000)
+        self.legacy = False
         self._unavailable: tuple[type[BaseException], ...] = ()
         self._connected = False
         self._lastError = f"connecting to Cassandra at {self.contactPoints}"
         self.inFlight = 0
         self.requests = 0
+        self.readsInFlight = 0
+        self.indexRowsRead = 0
         self.errors: dict[str, int] = {}
 
     @property
@@ -267,8 +196,10 @@ class MetricStore:
         d = deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
                               self._connectBlocking)
 
-        def connected(result: tuple[Any, Any, _Statements]) -> None:
+        def connected(result: tuple[Any, Any, schema.Statements]) -> None:
             self._cluster, self._session, self._statements = result
+            if self._cache is None or self._cache.sliceMs != self.sliceMs:
+                self._cache = WriteCache(self._ttl, self.sliceMs)
             self._connected = True
             self._lastError = ""
 
@@ -280,7 +211,7 @@ class MetricStore:
 
         return d.addCallbacks(connected, failed)
 
-    def _connectBlocking(self) -> tuple[Any, Any, _Statements]:
+    def _connectBlocking(self) -> tuple[Any, Any, schema.Statements]:
         """
         Everything of L{connect} that blocks; runs in a thread.
         """
@@ -327,34 +258,15 @@ class MetricStore:
         try:
             session = cluster.connect()
             ks = settings.keyspace
-            session.execute(
-                f"CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = "
-                f"{settings.replicationCQL()}",
-                timeout=max(settings.request_timeout, 30.0))
-            for ddl in _SCHEMA:
-                session.execute(ddl.format(ks=ks),
-                                timeout=max(settings.request_timeout, 30.0))
-            writeLevel = getattr(ConsistencyLevel, settings.consistency.write)
-            insertPoint = session.prepare(
-                _INSERT_POINT.format(ks=ks) + (_WITH_TTL if self._ttl else ""))
-            insertPoint.consistency_level = writeLevel
-            insertSeries = session.prepare(_INSERT_SERIES.format(ks=ks))
-            insertSeries.consistency_level = writeLevel
-            insertBucket = session.prepare(_INSERT_BUCKET.format(ks=ks))
-            insertBucket.consistency_level = writeLevel
-            statements = _Statements(
-                insertPoint=insertPoint,
-                insertSeries=insertSeries,
-                insertBucket=insertBucket,
-                selectBuckets=session.prepare(_SELECT_BUCKETS.format(ks=ks)),
-                selectSeries=session.prepare(_SELECT_SERIES.format(ks=ks)),
-                summary=_unpaged(session.prepare(_SUMMARY.format(ks=ks))),
-                summaryLast=_unpaged(session.prepare(
-                    _SUMMARY.format(ks=ks) + _NEWEST_FIRST)),
-                byInterval=session.prepare(_SUMMARY_BY_INTERVAL.format(ks=ks)),
-                byIntervalLast=session.prepare(
-                    _SUMMARY_BY_INTERVAL.format(ks=ks) + _NEWEST_FIRST),
-            )
+            timeout = max(settings.request_timeout, 30.0)
+            schema.createTables(session, settings, timeout)
+            self.sliceMs = schema.fixedSliceMs(session, ks, self.sliceMs,
+                                               timeout)
+            self.legacy = schema.hasLegacyIndex(cluster, ks)
+            statements = schema.prepare(
+                session, ks, bool(self._ttl),
+                getattr(ConsistencyLevel, settings.consistency.write),
+                self.legacy)
         except BaseException:
             cluster.shutdown()
             raise
@@ -377,10 +289,30 @@ class MetricStore:
     def _run(self, statement: Any, parameters: Sequence[Any] | None
              ) -> Deferred[list[Any]]:
         """
-        Run one statement within the cap on requests in flight; driver
-        errors that mean Cassandra is unavailable become L{StoreUnavailable}.
+        Run one write within the cap on requests in flight; driver errors
+        that mean Cassandra is unavailable become L{StoreUnavailable}.
         """
         return self._semaphore.run(self._runNow, statement, parameters)
+
+    def _read(self, statement: Any, parameters: Sequence[Any] | None,
+              progress: ReadProgress | None = None) -> Deferred[list[Any]]:
+        """
+        Run one read within the cap on reads in flight, which is apart from
+        the writes' so that reads cannot starve them.
+        """
+        def read() -> Deferred[list[Any]]:
+            self.readsInFlight += 1
+            d = self._runNow(statement, parameters)
+
+            def done(result: Any) -> Any:
+                self.readsInFlight -= 1
+                if progress is not None:
+                    progress.done += 1
+                return result
+
+            return d.addBoth(done)
+
+        return self._readSemaphore.run(read)
 
     def _runNow(self, statement: Any, parameters: Sequence[Any] | None
                 ) -> Deferred[list[Any]]:
@@ -418,7 +350,7 @@ class MetricStore:
             return None
         return replicas[0].endpoint if replicas else None
 
-    def _require(self) -> _Statements:
+    def _require(self) -> schema.Statements:
         if self._statements is None or self._session is None:
             raise StoreUnavailable(self.lastError or "not connected")
         return self._statements
@@ -427,8 +359,9 @@ class MetricStore:
 
     def writePoints(self, points: Iterable[Point]) -> Deferred[int]:
         """
-        Write points and their series' index rows; fire with the number of
-        points once Cassandra has acknowledged every write, or fail.
+        Write points and the index rows that lead to them; fire with the
+        number of points once Cassandra has acknowledged every write, or
+        fail.
 
         Points of one partition go as unlogged batches of at most
         L{MAX_BATCH_ROWS} rows; each partition is a request of its own.
@@ -439,148 +372,154 @@ class MetricStore:
             return _failed(e)
         from cassandra.query import BatchStatement, BatchType
 
+        cache = self._cache
+        assert cache is not None
         now = self._reactor.seconds()
-        known = self._knownSeries
-        refreshAfter = self._ttl / 4 if self._ttl else None
-        partitions: defaultdict[tuple[str, int], list[tuple[bytes, int, float]]] = defaultdict(list)
-        fresh: dict[tuple[str, Tags], Placement] = {}
-        bucketWidths: dict[str, int] = {}
-        count = 0
-        for point in points:
-            key = (point.metric, point.tags)
-            entry = known.get(key)
-            if entry is None or (refreshAfter is not None
-                                 and now - entry[1] > refreshAfter):
-                placement = fresh.get(key) or placeSeries(*key)
-                fresh[key] = placement
-            else:
-                placement = entry[0]
-            partitions[(placement.source, point.ts_ms // placement.bucketMs)
-                       ].append((placement.seriesId, point.ts_ms, point.value))
-            bucketWidths[placement.source] = placement.bucketMs
-            count += 1
-
-        ttl = self._ttl
+        plan = planWrite(points, cache, now)
+        indexTTL = cache.ttl
+        writeLevel = statements.insertPoint.consistency_level
         requests = []
-        for (metric, tags), placement in fresh.items():
-            requests.append(self._run(statements.insertSeries, (
-                metric, placement.seriesId, dict(tags), placement.source,
-                placement.bucketMs, ttl)))
-        knownBuckets = self._knownBuckets
-        freshBuckets = [key for key in partitions if key not in knownBuckets]
-        for source, bucket in freshBuckets:
-            width = bucketWidths[source]
-            requests.append(self._run(statements.insertBucket, (
-                source, bucket, ttl + width // 1000 + 1 if ttl else 0)))
+        byReplica: dict[Any, list[Any]] = {}
+        for _, row in plan.indexRows:
+            bound = statements.insertIndex.bind((
+                row.metric, row.slice, row.seriesId, row.source, row.bucketMs,
+                dict(row.tags), indexTTL))
+            byReplica.setdefault(self._replicaOf(bound), []).append(bound)
+        for bounds in byReplica.values():
+            for start in range(0, len(bounds), MAX_INDEX_PER_BATCH):
+                requests.append(self._run(
+                    _batchOf(bounds[start:start + MAX_INDEX_PER_BATCH],
+                             writeLevel), None))
+        for metric, number in plan.sliceRows:
+            requests.append(self._run(statements.insertSlice,
+                                      (metric, number, indexTTL)))
+        for source, bucket in plan.bucketRows:
+            requests.append(self._run(statements.insertBucket,
+                                      (source, bucket, indexTTL)))
         insert = statements.insertPoint
-        ttlValue = (ttl,) if ttl else ()
-        writeLevel = insert.consistency_level
-        lone: defaultdict[Any, list[Any]] = defaultdict(list)
-        for (source, bucket), rows in partitions.items():
+        ttlValue = (self._ttl,) if self._ttl else ()
+        lone: dict[Any, list[Any]] = {}
+        for (source, bucket), rows in plan.partitions.items():
             if len(rows) == 1:
                 bound = insert.bind((source, bucket, *rows[0], *ttlValue))
-                lone[self._replicaOf(bound)].append(bound)
+                lone.setdefault(self._replicaOf(bound), []).append(bound)
                 continue
             for start in range(0, len(rows), MAX_BATCH_ROWS):
-                chunk = rows[start:start + MAX_BATCH_ROWS]
                 batch = BatchStatement(BatchType.UNLOGGED,
                                        consistency_level=writeLevel)
-                for row in chunk:
+                for row in rows[start:start + MAX_BATCH_ROWS]:
                     batch.add(insert, (source, bucket, *row, *ttlValue))
                 requests.append(self._run(batch, None))
         for bounds in lone.values():
             for start in range(0, len(bounds), MAX_LONE_PER_BATCH):
-                chunk = bounds[start:start + MAX_LONE_PER_BATCH]
-                if len(chunk) == 1:
-                    requests.append(self._run(chunk[0], None))
-                    continue
-                batch = BatchStatement(BatchType.UNLOGGED,
-                                       consistency_level=writeLevel)
-                for bound in chunk:
-                    batch.add(bound)
-                requests.append(self._run(batch, None))
+                requests.append(self._run(
+                    _batchOf(bounds[start:start + MAX_LONE_PER_BATCH],
+                             writeLevel), None))
 
         def settled(results: list[tuple[bool, Any]]) -> int:
             for ok, result in results:
                 if not ok:
                     result.raiseException()
-            for key, placement in fresh.items():
-                known[key] = (placement, now)
-                known.move_to_end(key)
-            while len(known) > SERIES_CACHE_SIZE:
-                known.popitem(last=False)
-            for bucketKey in freshBuckets:
-                knownBuckets[bucketKey] = now
-            while len(knownBuckets) > SERIES_CACHE_SIZE:
-                knownBuckets.popitem(last=False)
-            return count
+            cache.remember(plan, now)
+            return plan.count
 
         return DeferredList(requests, consumeErrors=True).addCallback(settled)
 
     # Reading
 
-    def seriesOf(self, metric: str) -> Deferred[list[SeriesRow]]:
+    def findSeries(self, metric: str, fromMs: int, toMs: int,
+                   filters: TagFilters, maxSeries: int,
+                   progress: ReadProgress | None = None
+                   ) -> Deferred[list[SeriesRow]]:
         """
-        Every series of a metric, from the index.
+        The placements of the series of a metric that have points in the
+        range and pass the tag filters, from the index slices of the
+        range (and the legacy index, when the keyspace has one).
+
+        Fails with L{meetrd.readplan.SearchTooWide} when more than
+        C{maxSeries} series match; each index read stops a row past that
+        (a CQL C{LIMIT}), so a search that matches far too many series
+        costs no more than one that matches a few too many.
         """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
+        plan = planIndex(fromMs, toMs, self.sliceMs, filters, maxSeries)
+        if progress is not None:
+            progress.begin(f"reading the slices of {metric!r}", 1)
+        wanted = {read.slice for read in plan.reads}
+        if len(wanted) > PRUNE_OVER:
+            d = self._read(statements.selectSlices,
+                           (metric, min(wanted), max(wanted)), progress)
+            d.addCallback(lambda rows: {row[0] for row in rows})
+        else:
+            d = succeed(wanted)
+        return d.addCallback(self._readIndex, metric, plan, maxSeries,
+                             progress)
 
-        def rows(found: list[Any]) -> list[SeriesRow]:
-            return [
-                SeriesRow(metric, row[0], tuple(sorted((row[1] or {}).items())),
-                          row[2], row[3])
-                for row in found
-            ]
-
-        return self._run(statements.selectSeries, (metric,)).addCallback(rows)
-
-    def partitionReads(self, series: Sequence[SeriesRow], fromMs: int,
-                       toMs: int, present: dict[str, set[int]] | None = None
-                       ) -> list[tuple[str, int, list[bytes]]]:
+    def _readIndex(self, present: set[int], metric: str, plan: IndexPlan,
+                   maxSeries: int, progress: ReadProgress | None
+                   ) -> Deferred[list[SeriesRow]]:
         """
-        The partition reads a summary of C{series} over C{[fromMs, toMs]}
-        needs: C{(source, bucket, seriesIds)}, at most L{MAX_IN_SERIES}
-        series each.
-
-        @param present: for some sources, the buckets known to hold points;
-            the other buckets of those sources are not read.
-        """
-        bySource: defaultdict[tuple[str, int], list[bytes]] = defaultdict(list)
-        for row in series:
-            bySource[(row.source, row.bucketMs)].append(row.seriesId)
-        reads = []
-        for (source, bucketMs), ids in bySource.items():
-            buckets: Iterable[int] = bucketsBetween(fromMs, toMs, bucketMs)
-            if present is not None and source in present:
-                buckets = sorted(present[source])
-            for bucket in buckets:
-                for start in range(0, len(ids), MAX_IN_SERIES):
-                    reads.append((source, bucket,
-                                  ids[start:start + MAX_IN_SERIES]))
-        return reads
-
-    def presentBuckets(self, series: Sequence[SeriesRow], fromMs: int,
-                       toMs: int) -> Deferred[dict[str, set[int]]]:
-        """
-        For each source whose range spans more than L{PRUNE_OVER} buckets,
-        the buckets in range that hold points (one read of the bucket
-        index per such source); sources of fewer buckets are left out and
-        read whole.
+        Read the index of the slices of C{plan} that hold series.
         """
         statements = self._require()
-        wide = {(row.source, row.bucketMs) for row in series
-                if bucketCount(fromMs, toMs, row.bucketMs) > PRUNE_OVER}
-        sources = sorted(wide)
-        reads = [self._run(statements.selectBuckets,
-                           (source, fromMs // width, toMs // width))
-                 for source, width in sources]
+        chosen = [read for read in plan.reads if read.slice in present]
+        reads = [
+            self._read(statements.selectIndex[len(read.filters)],
+                       (metric, read.slice,
+                        *(part for pair in read.filters for part in pair),
+                        plan.limit), progress)
+            for read in chosen]
+        slices: list[int | None] = [read.slice for read in chosen]
+        if statements.selectLegacy is not None:
+            reads.append(self._read(statements.selectLegacy,
+                                    (metric, plan.limit), progress))
+            slices.append(None)
+        if progress is not None:
+            progress.begin(f"reading the series index of {metric!r}",
+                           len(reads))
+
+        def collect(results: list[tuple[bool, Any]]) -> list[SeriesRow]:
+            rows = []
+            for number, (ok, found) in zip(slices, results):
+                if not ok:
+                    found.raiseException()
+                self.indexRowsRead += len(found)
+                if len(found) >= plan.limit:
+                    checkSeries(plan.limit, maxSeries)
+                if number is None:
+                    rows.extend((None, row[0], _tags(row[1]), row[2], row[3])
+                                for row in found)
+                else:
+                    rows.extend((number, row[0], row[1], row[2],
+                                 _tags(row[3])) for row in found)
+            series = mergeIndexRows(metric, rows, plan.residual)
+            checkSeries(seriesCount(series), maxSeries)
+            return series
+
+        return DeferredList(reads, consumeErrors=True).addCallback(collect)
+
+    def presentBuckets(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                       progress: ReadProgress | None = None
+                       ) -> Deferred[dict[str, set[int]]]:
+        """
+        For each source with more than L{meetrd.readplan.PRUNE_OVER}
+        candidate buckets, those that hold points (one read of the bucket
+        index per such source).
+        """
+        statements = self._require()
+        sources = sourcesToPrune(plan)
+        reads = [self._read(statements.selectBuckets, (source, first, last),
+                            progress)
+                 for source, first, last in sources]
+        if progress is not None:
+            progress.begin("reading the bucket index", len(reads))
 
         def collect(results: list[tuple[bool, Any]]) -> dict[str, set[int]]:
             present = {}
-            for (source, _), (ok, rows) in zip(sources, results):
+            for (source, _, _), (ok, rows) in zip(sources, results):
                 if not ok:
                     rows.raiseException()
                 present[source] = {row[0] for row in rows}
@@ -588,13 +527,16 @@ class MetricStore:
 
         return DeferredList(reads, consumeErrors=True).addCallback(collect)
 
-    def summarize(self, series: Sequence[SeriesRow], fromMs: int, toMs: int,
-                  intervalMs: int | None = None, newestFirst: bool = False
+    def summarize(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                  fromMs: int, toMs: int, intervalMs: int | None = None,
+                  newestFirst: bool = False,
+                  progress: ReadProgress | None = None
                   ) -> Deferred[list[Summary]]:
         """
-        Have Cassandra summarize the points of C{series} in the inclusive
-        range, per series and partition (and per interval when
-        C{intervalMs} is given).
+        Have Cassandra summarize the points of the series of a read plan
+        (from L{meetrd.readplan.bucketsBySource}) in the inclusive range,
+        per series and partition (and per interval when C{intervalMs} is
+        given).
 
         With C{newestFirst} the summaries know each group's last point,
         otherwise its first.
@@ -625,10 +567,13 @@ class MetricStore:
 
         def readAll(present: dict[str, set[int]]
                     ) -> Deferred[list[tuple[bool, Any]]]:
-            plan = self.partitionReads(series, fromMs, toMs, present)
+            reads = partitionReads(plan, present)
+            if progress is not None:
+                progress.begin("reading points", len(reads))
             return DeferredList([
-                self._run(statement, parameters(source, bucket, ids))
-                for source, bucket, ids in plan], consumeErrors=True)
+                self._read(statement, parameters(source, bucket, ids),
+                           progress)
+                for source, bucket, ids in reads], consumeErrors=True)
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
@@ -640,18 +585,29 @@ class MetricStore:
                                                      newestFirst))
             return summaries
 
-        return self.presentBuckets(series, fromMs, toMs).addCallback(
+        return self.presentBuckets(plan, progress).addCallback(
             readAll).addCallback(collect)
 
 
-def _unpaged(statement: Any) -> Any:
+def _batchOf(bounds: list[Any], level: Any) -> Any:
     """
-    A summary statement read without paging: it answers one row per series
-    (at most L{MAX_IN_SERIES}), and an aggregate read in pages costs
-    Cassandra a fresh aggregation state per page.
+    One bound statement as it is, or several as one unlogged batch.
     """
-    statement.fetch_size = None
-    return statement
+    if len(bounds) == 1:
+        return bounds[0]
+    from cassandra.query import BatchStatement, BatchType
+
+    batch = BatchStatement(BatchType.UNLOGGED, consistency_level=level)
+    for bound in bounds:
+        batch.add(bound)
+    return batch
+
+
+def _tags(found: Any) -> tuple[tuple[str, str], ...]:
+    """
+    A tags map as Cassandra returns it, as sorted pairs.
+    """
+    return tuple(sorted((found or {}).items()))
 
 
 def _summaryFromRow(row: Sequence[Any], byInterval: bool,

@@ -15,9 +15,17 @@ from meetrd.layout import (
     seriesId,
 )
 from meetrd.points import freezeTags
-from meetrd.search import Query, SearchTooWide, answer, checkBreadth, selectSeries
+from meetrd.readplan import (
+    SearchTooWide,
+    checkPartitions,
+    checkSeries,
+    matches,
+    mergeIndexRows,
+)
+from meetrd.search import Query, answer
 from meetrd.settings import Limits
-from meetrd.store import SeriesRow, Summary
+from meetrd.readplan import SeriesRow
+from meetrd.store import Summary
 
 
 def test_emptyPartial():
@@ -96,25 +104,43 @@ def test_selectByTags():
     """
     Tag filters keep series having, for each key, one of its values.
     """
-    rows = [row("m", {"dc": "eu", "h": "1"}), row("m", {"dc": "us", "h": "1"}),
-            row("m", {"dc": "ap"}), row("m", {})]
     filters = (("dc", frozenset({"eu", "us"})), ("h", frozenset({"1"})))
-    assert selectSeries(rows, query(tagFilters=filters)) == rows[:2]
-    assert selectSeries(rows, query()) == rows
+    assert matches(freezeTags({"dc": "eu", "h": "1"}), filters)
+    assert matches(freezeTags({"dc": "us", "h": "1"}), filters)
+    assert not matches(freezeTags({"dc": "ap", "h": "1"}), filters)
+    assert not matches(freezeTags({"dc": "eu"}), filters)
+    assert matches((), ())
+
+
+def test_mergeIndexRows():
+    """
+    Index rows of one series in several slices become one placement that
+    knows its slices; a legacy row knows none; filtered rows are dropped.
+    """
+    eu, us = freezeTags({"dc": "eu"}), freezeTags({"dc": "us"})
+    rows = [(3, b"a", "n:x", 1000, eu), (4, b"a", "n:x", 1000, eu),
+            (4, b"a", "n:x/6m", 360000, eu), (None, b"b", "s:b", 5, us),
+            (5, b"c", "s:c", 5, freezeTags({"dc": "ap"}))]
+    found = mergeIndexRows("m", rows, (("dc", frozenset({"eu", "us"})),))
+    assert found == [
+        SeriesRow("m", b"a", eu, "n:x", 1000, frozenset({3, 4})),
+        SeriesRow("m", b"a", eu, "n:x/6m", 360000, frozenset({4})),
+        SeriesRow("m", b"b", us, "s:b", 5, None),
+    ]
 
 
 def test_breadthLimits():
     """
     Too many series or partitions are refused naming what to narrow.
     """
-    rows = [row("m", {"i": str(i)}) for i in range(3)]
-    checkBreadth(rows, query(toMs=999), Limits(max_search_series=3,
-                                               max_search_partitions=3))
+    checkSeries(3, 3)
     with pytest.raises(SearchTooWide) as caught:
-        checkBreadth(rows, query(), Limits(max_search_series=2))
+        checkSeries(3, 2)
     assert caught.value.field == "tag"
+    plan = {("s", 1000): {0: [b"a"], 1: [b"a", b"b"]}}
+    checkPartitions(plan, 3, 5)
     with pytest.raises(SearchTooWide) as caught:
-        checkBreadth(rows, query(toMs=1000), Limits(max_search_partitions=5))
+        checkPartitions(plan, 4, 5)
     assert caught.value.field == "from"
 
 

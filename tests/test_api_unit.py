@@ -39,7 +39,10 @@ class HeldStore:
         self.writes.append((list(points), d))
         return d
 
-    def seriesOf(self, metric):
+    sliceMs = 86_400_000
+
+    def findSeries(self, metric, fromMs, toMs, filters, maxSeries,
+                   progress=None):
         d = Deferred()
         self.searches.append(d)
         return d

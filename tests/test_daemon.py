@@ -60,8 +60,9 @@ def test_singleInsertIsStored(daemon, cql, keyspace):
         "metric_id": "meetr.single", "ts": MEETR_FROM, "value": "42"}))
     assert reply.status == 200
     assert reply.json() == {"status": "ok", "written": 1}
-    series = cql.execute(f"SELECT series_id FROM {keyspace}.series WHERE "
-                         f"metric = 'meetr.single'").one()
+    series = cql.execute(f"SELECT series_id FROM {keyspace}.series_index "
+                         f"WHERE metric = 'meetr.single' AND slice = %s",
+                         (1071730098 // 86400,)).one()
     rows = list(cql.execute(
         f"SELECT value, ts FROM {keyspace}.points WHERE source = %s AND "
         f"bucket = %s", ("s:" + series.series_id.hex(), 1071730098 // 86400)))

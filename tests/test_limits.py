@@ -17,9 +17,14 @@ from twisted.web.client import FileBodyProducer
 from twisted.web.iweb import UNKNOWN_LENGTH
 
 from meetrd.api import MetricsAPI
-from meetrd.search import Query, SearchTooWide, checkBreadth
+from meetrd.readplan import (
+    SearchTooWide,
+    answerPoints,
+    checkAnswerSize,
+    checkPartitions,
+    checkSeries,
+)
 from meetrd.settings import Limits, settingsFromMapping
-from meetrd.store import SeriesRow
 from meetrd.validation import BatchProblems, FieldProblem, checkBatch, checkPoint
 from meetrd.web import MeetrSite
 
@@ -89,22 +94,26 @@ def test_batchProblemsCountAll():
     assert caught.value.total == 7
 
 
-def series(count, bucketMs=1000):
-    return [SeriesRow("m", bytes([i]) * 16, (), f"s{i}", bucketMs)
-            for i in range(count)]
-
-
 def test_searchBreadthEdges():
     """
-    max_search_series and max_search_partitions accept their edges.
+    max_search_series, max_search_partitions and max_search_points accept
+    their edges and refuse one past them.
     """
-    query = Query("m", "a", "b", 0, 1999, "sum")
-    limits = Limits(max_search_series=3, max_search_partitions=6)
-    checkBreadth(series(3), query, limits)
+    checkSeries(3, 3)
     with pytest.raises(SearchTooWide):
-        checkBreadth(series(4), query, limits)
+        checkSeries(4, 3)
+    plan = {("s", 1000): {0: [b"a"], 1: [b"a"]}}
+    checkPartitions(plan, 4, 6)
     with pytest.raises(SearchTooWide):
-        checkBreadth(series(3), Query("m", "a", "b", 0, 2000, "sum"), limits)
+        checkPartitions(plan, 5, 6)
+    assert answerPoints(0, 9999, 1000, 3) == 30
+    assert answerPoints(500, 1500, 1000, 0) == 2
+    assert answerPoints(0, 9999, None, 0) == 1
+    checkAnswerSize(30, 30)
+    with pytest.raises(SearchTooWide) as caught:
+        checkAnswerSize(31, 30)
+    assert caught.value.field == "interval"
+    assert "widen interval" in caught.value.problem
 
 
 class AcceptingStore:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from meetrd.schema import replicationCQL
 from meetrd.settings import (
     SettingsError,
     loadSettings,
@@ -134,7 +135,7 @@ def test_replicationCQL():
     """
     settings = settingsFromMapping({"cassandra": {"replication": {
         "class": "NetworkTopologyStrategy", "dc1": 3, "dc2": "2"}}}, "x")
-    assert settings.cassandra.replicationCQL() == (
+    assert replicationCQL(settings.cassandra) == (
         "{'class': 'NetworkTopologyStrategy', 'dc1': '3', 'dc2': '2'}")
     with pytest.raises(SettingsError):
         settingsFromMapping({"cassandra": {"replication": {

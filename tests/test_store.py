@@ -57,8 +57,8 @@ async def test_writtenPointsAreInCassandra(store, cql, keyspace):
     written = await store.writePoints(points("in.cassandra", [1, 2, 3]))
     assert written == 3
     series = list(cql.execute(
-        f"SELECT series_id, tags FROM {keyspace}.series "
-        f"WHERE metric = 'in.cassandra'"))
+        f"SELECT series_id, tags FROM {keyspace}.series_index "
+        f"WHERE metric = 'in.cassandra' AND slice = %s", (BASE // 86400000,)))
     assert len(series) == 1
     rows = list(cql.execute(
         f"SELECT ts, value FROM {keyspace}.points WHERE source = %s "
@@ -169,8 +169,11 @@ async def test_retentionIsTTL(node, keyspace, cql):
     finally:
         await store.close()
     row = cql.execute(
-        f"SELECT series_id FROM {keyspace}.series "
-        f"WHERE metric = 'kept.for.an.hour'").one()
+        f"SELECT series_id, TTL(bucket_ms) FROM {keyspace}.series_index "
+        f"WHERE metric = 'kept.for.an.hour' AND slice = %s",
+        (BASE // 86400000,)).one()
+    # The index row outlives the points by one index slice.
+    assert 3600 + 86400 - 100 < row[1] <= 3600 + 86400
     ttl = cql.execute(
         f"SELECT TTL(value) FROM {keyspace}.points WHERE source = %s AND "
         f"bucket = %s", ("s:" + row.series_id.hex(), BASE // 86400000)).one()
@@ -210,7 +213,9 @@ async def test_sparseYearReadsOnlyFilledBuckets(store):
     before = store.requests
     result = await search(store, "sparse.node", start, end, "sum")
     assert result["value"] == 12.0
-    assert store.requests - before == 1 + 1 + len(stamps)
+    # The slice index, the index of the six days that hold points, the
+    # bucket index of the one source, and the six filled partitions.
+    assert store.requests - before == 1 + len(stamps) + 1 + len(stamps)
     narrow = await search(store, "sparse.node", start, stamps[2], "count")
     assert narrow["value"] == 3
     stepped = await search(store, "sparse.node", start, end, "count",

@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from meetrd.readplan import bucketsBySource
 from meetrd.points import Point
 from meetrd.settings import settingsFromMapping
 from meetrd.store import MetricStore, StoreUnavailable
@@ -83,8 +84,9 @@ async def test_cassandraOverTLS(tlsNode):
     await store.connect()
     try:
         assert await store.writePoints([Point("tls", (), 1000, 2.0)]) == 1
-        series = await store.seriesOf("tls")
-        summaries = await store.summarize(series, 0, 2000)
+        series = await store.findSeries("tls", 0, 2000, (), 10)
+        summaries = await store.summarize(
+            bucketsBySource(series, 0, 2000, store.sliceMs), 0, 2000)
         assert sum(s.partial.total for s in summaries) == 2.0
     finally:
         await store.close()

@@ -1,0 +1,292 @@
+"""
+What a search reads from Cassandra, decided without Cassandra.
+
+A search first reads the series index of each index slice of its range,
+with its tag filters applied by Cassandra (see L{indexReads}); then, for
+the series found, the point partitions of their placements in the slices
+they were found in (L{partitionReads}).  The checks against the limits
+(L{checkBreadth}, L{checkAnswerSize}) run between the two, so that a
+search too wide is refused before its points are read.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from meetrd.layout import bucketsBetween, slicesBetween
+from meetrd.points import Tags
+from meetrd.schema import MAX_INDEX_FILTERS
+
+# Series named in one IN list at most.
+MAX_IN_SERIES = 100
+# A source whose searched range spans more buckets than this has the
+# buckets that hold points looked up first, and only those read.
+PRUNE_OVER = 4
+# A tag filter with several values is read as one index read per value
+# when it has at most this many; otherwise it is checked on the rows read.
+MAX_FAN_OUT = 16
+# When some filters are checked on the rows read rather than by
+# Cassandra, an index read returns at most this many times the series a
+# search may match.
+UNFILTERED_FACTOR = 10
+
+TagFilters = tuple[tuple[str, frozenset[str]], ...]
+
+
+class SearchTooWide(Exception):
+    """
+    A search would read more than the limits allow.
+
+    @ivar field: the query parameter to change.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRow:
+    """
+    One placement of a series of a metric as the index records it.
+
+    @ivar slices: the index slices in which the series has points in this
+        placement; C{None} for a row of the legacy index, which does not
+        know.
+    """
+
+    metric: str
+    seriesId: bytes
+    tags: Tags
+    source: str
+    bucketMs: int
+    slices: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRead:
+    """
+    One read of the series index: a slice, with the tag filters Cassandra
+    applies (C{(key, value)} pairs).
+    """
+
+    slice: int
+    filters: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexPlan:
+    """
+    The index reads of a search and the filters left to check on the rows.
+
+    @ivar limit: the rows one read may return.
+    @ivar residual: filters Cassandra does not apply.
+    """
+
+    reads: tuple[IndexRead, ...]
+    residual: TagFilters
+    limit: int
+
+
+def planIndex(fromMs: int, toMs: int, sliceMs: int, filters: TagFilters,
+              maxSeries: int) -> IndexPlan:
+    """
+    The index reads of a search: per slice of the range, the single-valued
+    filters (at most L{MAX_INDEX_FILTERS}) applied by Cassandra, and the
+    values of one multi-valued filter fanned out into reads of their own.
+    """
+    single = [(key, next(iter(values))) for key, values in filters
+              if len(values) == 1]
+    multi = sorted((f for f in filters if len(f[1]) > 1),
+                   key=lambda f: len(f[1]))
+    pushed = single[:MAX_INDEX_FILTERS]
+    residual: list[tuple[str, frozenset[str]]] = [
+        (key, frozenset([value])) for key, value in single[MAX_INDEX_FILTERS:]]
+    fanned: list[tuple[tuple[str, str], ...]] = [()]
+    if multi and len(multi[0][1]) <= MAX_FAN_OUT \
+            and len(pushed) < MAX_INDEX_FILTERS:
+        key, values = multi[0]
+        fanned = [((key, value),) for value in sorted(values)]
+        multi = multi[1:]
+    residual.extend(multi)
+    reads = tuple(IndexRead(number, tuple(pushed) + extra)
+                  for number in slicesBetween(fromMs, toMs, sliceMs)
+                  for extra in fanned)
+    limit = maxSeries + 1
+    if residual:
+        limit = maxSeries * UNFILTERED_FACTOR + 1
+    return IndexPlan(reads, tuple(residual), limit)
+
+
+def matches(tags: Tags, filters: TagFilters) -> bool:
+    """
+    Whether a series' tags pass every filter: for each key, the tag has
+    one of the values.
+    """
+    if not filters:
+        return True
+    found = dict(tags)
+    return all(found.get(key) in values for key, values in filters)
+
+
+def mergeIndexRows(metric: str,
+                   rows: Iterable[tuple[int | None, bytes, str, int, Tags]],
+                   filters: TagFilters) -> list[SeriesRow]:
+    """
+    The placements of the series found, each with the slices it was found
+    in, from C{(slice, seriesId, source, bucketMs, tags)} rows (slice
+    C{None} for legacy rows); rows that fail C{filters} are left out.
+    """
+    slices: dict[tuple[bytes, str, int], set[int] | None] = {}
+    tagsOf: dict[bytes, Tags] = {}
+    for number, identifier, source, bucketMs, tags in rows:
+        if not matches(tags, filters):
+            continue
+        key = (identifier, source, bucketMs)
+        tagsOf[identifier] = tags
+        if number is None:
+            slices[key] = None
+        elif key not in slices:
+            slices[key] = {number}
+        elif slices[key] is not None:
+            slices[key].add(number)  # type: ignore[union-attr]
+    return [SeriesRow(metric, identifier, tagsOf[identifier], source, bucketMs,
+                      None if found is None else frozenset(found))
+            for (identifier, source, bucketMs), found in slices.items()]
+
+
+def seriesCount(series: Sequence[SeriesRow]) -> int:
+    """
+    How many distinct series the placements are of.
+    """
+    return len({row.seriesId for row in series})
+
+
+def candidateBuckets(row: SeriesRow, fromMs: int, toMs: int, sliceMs: int
+                     ) -> list[int]:
+    """
+    The buckets of a placement that may hold its points in the range: those
+    of the slices it was indexed in, or all of the range for a legacy row.
+    """
+    width = row.bucketMs
+    if row.slices is None:
+        return list(bucketsBetween(fromMs, toMs, width))
+    buckets: set[int] = set()
+    for number in row.slices:
+        start = max(fromMs, number * sliceMs)
+        end = min(toMs, (number + 1) * sliceMs - 1)
+        if start <= end:
+            buckets.update(bucketsBetween(start, end, width))
+    return sorted(buckets)
+
+
+def bucketsBySource(series: Sequence[SeriesRow], fromMs: int, toMs: int,
+                    sliceMs: int) -> dict[tuple[str, int], dict[int, list[bytes]]]:
+    """
+    For each C{(source, bucketMs)}, its candidate buckets and the series to
+    read in each.
+    """
+    groups: defaultdict[tuple[str, int, frozenset[int] | None], list[bytes]] \
+        = defaultdict(list)
+    for row in series:
+        groups[(row.source, row.bucketMs, row.slices)].append(row.seriesId)
+    plan: defaultdict[tuple[str, int], dict[int, dict[bytes, None]]] = \
+        defaultdict(dict)
+    for (source, width, found), ids in groups.items():
+        probe = SeriesRow("", b"", (), source, width, found)
+        for bucket in candidateBuckets(probe, fromMs, toMs, sliceMs):
+            plan[(source, width)].setdefault(bucket, {}).update(
+                dict.fromkeys(ids))
+    return {key: {bucket: list(ids) for bucket, ids in buckets.items()}
+            for key, buckets in plan.items()}
+
+
+def partitionReads(plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                   present: dict[str, set[int]] | None = None
+                   ) -> list[tuple[str, int, list[bytes]]]:
+    """
+    The partition reads of a plan from L{bucketsBySource}: C{(source,
+    bucket, seriesIds)}, at most L{MAX_IN_SERIES} series each.
+
+    @param present: for some sources, the buckets known to hold points; the
+        other buckets of those sources are not read.
+    """
+    reads = []
+    for (source, _), buckets in plan.items():
+        for bucket, ids in sorted(buckets.items()):
+            if present is not None and source in present \
+                    and bucket not in present[source]:
+                continue
+            for start in range(0, len(ids), MAX_IN_SERIES):
+                reads.append((source, bucket, ids[start:start + MAX_IN_SERIES]))
+    return reads
+
+
+def sourcesToPrune(plan: dict[tuple[str, int], dict[int, list[bytes]]]
+                   ) -> list[tuple[str, int, int]]:
+    """
+    The sources whose candidate buckets are many enough to look up first
+    in the bucket index: C{(source, firstBucket, lastBucket)}.
+    """
+    return [(source, min(buckets), max(buckets))
+            for (source, _), buckets in sorted(plan.items())
+            if len(buckets) > PRUNE_OVER]
+
+
+def checkSeries(count: int, maxSeries: int) -> None:
+    """
+    Refuse a search that matches more series than it may.
+    """
+    if count > maxSeries:
+        raise SearchTooWide("tag", f"more than {maxSeries} series match: "
+                            f"narrow with tag=")
+
+
+def checkPartitions(plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                    indexReads: int, maxPartitions: int) -> None:
+    """
+    Refuse a search that would read more partitions (index slices
+    included) than it may.
+    """
+    partitions = indexReads + sum(len(b) for b in plan.values())
+    if partitions > maxPartitions:
+        raise SearchTooWide("from", f"the range spans {partitions} "
+                            f"partitions, more than {maxPartitions}: "
+                            f"narrow from/to")
+
+
+def checkIndexReads(count: int, maxPartitions: int) -> None:
+    """
+    Refuse a search whose index reads alone are more than the partitions
+    it may read.
+    """
+    if count > maxPartitions:
+        raise SearchTooWide("from", f"the range spans {count} index slices, "
+                            f"more than {maxPartitions} partitions: narrow "
+                            f"from/to")
+
+
+def answerPoints(fromMs: int, toMs: int, intervalMs: int | None,
+                 groups: int) -> int:
+    """
+    How many values an answer holds at most: one per interval (or one) per
+    group (or one).
+    """
+    intervals = 1
+    if intervalMs is not None:
+        origin = fromMs - fromMs % intervalMs
+        intervals = (toMs - origin) // intervalMs + 1
+    return intervals * max(groups, 1)
+
+
+def checkAnswerSize(points: int, maxPoints: int) -> None:
+    """
+    Refuse a search whose answer would hold more values than it may.
+    """
+    if points > maxPoints:
+        raise SearchTooWide("interval", f"the answer would hold {points} "
+                            f"values, more than {maxPoints}: widen interval "
+                            f"or narrow from/to")

@@ -1,0 +1,259 @@
+"""
+meetrd's tables in Cassandra: their DDL, the statements run against them,
+and preparing those statements on a session.
+
+The tables (L{meetrd.layout} says how points are partitioned):
+
+  - C{meta}: settings fixed when the keyspace was made (the index slice);
+  - C{series_index}: per metric and per index slice, the series that have
+    points in that slice, their tags and where their points live; a
+    Storage-Attached Index on the entries of the tags map answers tag
+    filters inside one slice's partition;
+  - C{slices}: per metric, the index slices that hold series, so that a
+    search over a long range reads the index of those slices only;
+  - C{points}: partitions keyed by C{(source, bucket)}, clustered by
+    C{(series_id, ts)};
+  - C{buckets}: per source, the buckets that hold points;
+  - C{series}: the series index of keyspaces made before the time-scoped
+    one; never created any more, only read when it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from meetrd.settings import CassandraSettings
+
+LEGACY_SERIES_TABLE = "series"
+
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS {ks}.meta (
+        key text PRIMARY KEY,
+        value text
+    ) WITH comment = 'meetrd: settings fixed when the keyspace was made'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.series_index (
+        metric text,
+        slice bigint,
+        series_id blob,
+        source text,
+        bucket_ms bigint,
+        tags map<text, text>,
+        PRIMARY KEY ((metric, slice), series_id, source)
+    ) WITH comment = 'meetrd: the series of each metric per index slice'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.slices (
+        metric text,
+        slice bigint,
+        PRIMARY KEY ((metric), slice)
+    ) WITH comment = 'meetrd: the index slices of each metric that hold series'""",
+    """CREATE INDEX IF NOT EXISTS series_index_tags ON {ks}.series_index
+        (ENTRIES(tags)) USING 'sai'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.points (
+        source text,
+        bucket bigint,
+        series_id blob,
+        ts timestamp,
+        value double,
+        PRIMARY KEY ((source, bucket), series_id, ts)
+    ) WITH CLUSTERING ORDER BY (series_id ASC, ts ASC)
+      AND comment = 'meetrd: points by source and time bucket'
+      AND compaction = {{'class': 'TimeWindowCompactionStrategy',
+                         'compaction_window_unit': 'DAYS',
+                         'compaction_window_size': 1}}""",
+    """CREATE TABLE IF NOT EXISTS {ks}.buckets (
+        source text,
+        bucket bigint,
+        PRIMARY KEY ((source), bucket)
+    ) WITH comment = 'meetrd: the buckets of each source that hold points'""",
+)
+
+# Tag filters answered by Cassandra in one index read at most; further
+# filters are checked on the rows it returns.
+MAX_INDEX_FILTERS = 4
+
+INSERT_POINT = (
+    "INSERT INTO {ks}.points (source, bucket, series_id, ts, value) "
+    "VALUES (?, ?, ?, ?, ?)"
+)
+# With a retention, the TTL is bound too (a sixth value per row; without
+# one the statement binds five).
+WITH_TTL = " USING TTL ?"
+INSERT_INDEX = (
+    "INSERT INTO {ks}.series_index (metric, slice, series_id, source, "
+    "bucket_ms, tags) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
+)
+INSERT_SLICE = (
+    "INSERT INTO {ks}.slices (metric, slice) VALUES (?, ?) USING TTL ?"
+)
+SELECT_SLICES = (
+    "SELECT slice FROM {ks}.slices WHERE metric = ? AND slice >= ? "
+    "AND slice <= ?"
+)
+INSERT_BUCKET = (
+    "INSERT INTO {ks}.buckets (source, bucket) VALUES (?, ?) USING TTL ?"
+)
+SELECT_BUCKETS = (
+    "SELECT bucket FROM {ks}.buckets WHERE source = ? AND bucket >= ? "
+    "AND bucket <= ?"
+)
+# The index of one slice, with 0 to MAX_INDEX_FILTERS tag filters; the
+# LIMIT stops a search that matches too many series early.
+SELECT_INDEX = (
+    "SELECT series_id, source, bucket_ms, tags FROM {ks}.series_index "
+    "WHERE metric = ? AND slice = ?{filters} LIMIT ?"
+)
+INDEX_FILTER = " AND tags[?] = ?"
+SELECT_LEGACY_SERIES = (
+    "SELECT series_id, tags, source, bucket_ms FROM {ks}.series "
+    "WHERE metric = ? LIMIT ?"
+)
+SET_META = "INSERT INTO {ks}.meta (key, value) VALUES (?, ?) IF NOT EXISTS"
+GET_META = "SELECT value FROM {ks}.meta WHERE key = ?"
+
+AGGREGATES = "count(value), sum(value), min(value), max(value)"
+SUMMARY = (
+    "SELECT series_id, toUnixTimestamp(ts), value, " + AGGREGATES +
+    " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
+    "AND ts >= ? AND ts <= ? GROUP BY series_id"
+)
+# The interval and its start are bound twice, by position: in the selected
+# floor and in the grouping one (the caller binds the same to both).  The
+# start is an epoch-aligned instant at or before the range: Cassandra's
+# floor() refuses instants before its start, which is the epoch unless
+# given.
+SUMMARY_BY_INTERVAL = (
+    "SELECT series_id, toUnixTimestamp(floor(ts, ?, ?)), "
+    "toUnixTimestamp(ts), value, " + AGGREGATES +
+    " FROM {ks}.points WHERE source = ? AND bucket = ? AND series_id IN ? "
+    "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?, ?)"
+)
+NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
+
+
+def replicationCQL(settings: CassandraSettings) -> str:
+    """
+    The replication map as a CQL map literal; every part of it was
+    validated by the settings, so it can stand in DDL (which cannot be
+    bound).
+    """
+    replication = settings.replication
+    parts = [f"'class': '{replication['class']}'"]
+    for key, factor in replication.items():
+        if key != "class":
+            parts.append(f"'{key}': '{int(factor)}'")
+    return "{" + ", ".join(parts) + "}"
+
+
+def keyspaceDDL(settings: CassandraSettings) -> str:
+    """
+    The statement that creates meetrd's keyspace when it is missing.
+    """
+    return (f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} WITH "
+            f"replication = {replicationCQL(settings)}")
+
+
+@dataclass
+class Statements:
+    """
+    The prepared statements of one session.
+
+    @ivar selectIndex: by the number of tag filters Cassandra applies.
+    @ivar selectLegacy: C{None} when the keyspace has no legacy index.
+    """
+
+    insertPoint: Any
+    insertIndex: Any
+    insertBucket: Any
+    insertSlice: Any
+    selectBuckets: Any
+    selectSlices: Any
+    summary: Any
+    summaryLast: Any
+    byInterval: Any
+    byIntervalLast: Any
+    selectIndex: dict[int, Any] = field(default_factory=dict)
+    selectLegacy: Any = None
+
+
+def createTables(session: Any, settings: CassandraSettings,
+                 timeout: float) -> None:
+    """
+    Create the keyspace and the tables that are missing (blocking).
+    """
+    session.execute(keyspaceDDL(settings), timeout=timeout)
+    for ddl in TABLES:
+        session.execute(ddl.format(ks=settings.keyspace), timeout=timeout)
+
+
+def fixedSliceMs(session: Any, keyspace: str, wantedMs: int,
+                 timeout: float) -> int:
+    """
+    The index slice of the keyspace: the one recorded when it was made,
+    or C{wantedMs}, recorded now, when none is (blocking).  Recording is
+    a lightweight transaction, so instances starting together agree.
+    """
+    set = session.prepare(SET_META.format(ks=keyspace))
+    session.execute(set, ("index_slice_ms", str(wantedMs)), timeout=timeout)
+    get = session.prepare(GET_META.format(ks=keyspace))
+    from cassandra import ConsistencyLevel
+    get.consistency_level = ConsistencyLevel.SERIAL
+    rows = list(session.execute(get, ("index_slice_ms",), timeout=timeout))
+    return int(rows[0][0])
+
+
+def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
+            legacy: bool) -> Statements:
+    """
+    Prepare every statement (blocking).
+
+    @param withTTL: whether points are written with a TTL.
+    @param writeLevel: the consistency level of writes.
+    @param legacy: whether the keyspace still has the legacy index.
+    """
+    ks = keyspace
+
+    def written(text: str) -> Any:
+        statement = session.prepare(text)
+        statement.consistency_level = writeLevel
+        return statement
+
+    statements = Statements(
+        insertPoint=written(INSERT_POINT.format(ks=ks) +
+                            (WITH_TTL if withTTL else "")),
+        insertIndex=written(INSERT_INDEX.format(ks=ks)),
+        insertBucket=written(INSERT_BUCKET.format(ks=ks)),
+        insertSlice=written(INSERT_SLICE.format(ks=ks)),
+        selectBuckets=session.prepare(SELECT_BUCKETS.format(ks=ks)),
+        selectSlices=session.prepare(SELECT_SLICES.format(ks=ks)),
+        summary=_unpaged(session.prepare(SUMMARY.format(ks=ks))),
+        summaryLast=_unpaged(session.prepare(
+            SUMMARY.format(ks=ks) + NEWEST_FIRST)),
+        byInterval=session.prepare(SUMMARY_BY_INTERVAL.format(ks=ks)),
+        byIntervalLast=session.prepare(
+            SUMMARY_BY_INTERVAL.format(ks=ks) + NEWEST_FIRST),
+    )
+    for count in range(MAX_INDEX_FILTERS + 1):
+        statements.selectIndex[count] = session.prepare(SELECT_INDEX.format(
+            ks=ks, filters=INDEX_FILTER * count))
+    if legacy:
+        statements.selectLegacy = session.prepare(
+            SELECT_LEGACY_SERIES.format(ks=ks))
+    return statements
+
+
+def hasLegacyIndex(cluster: Any, keyspace: str) -> bool:
+    """
+    Whether the keyspace has the series index of earlier versions.
+    """
+    meta = cluster.metadata.keyspaces.get(keyspace)
+    return meta is not None and LEGACY_SERIES_TABLE in meta.tables
+
+
+def _unpaged(statement: Any) -> Any:
+    """
+    A summary statement read without paging: it answers one row per series
+    (at most L{meetrd.readplan.MAX_IN_SERIES}), and an aggregate read in
+    pages costs Cassandra a fresh aggregation state per page.
+    """
+    statement.fetch_size = None
+    return statement
