@@ -47,7 +47,7 @@ DEFAULT_ADDRESS = "127.0.0.1"
 #: Not 9042/7000, so a node a developer already runs is left alone.
 DEFAULT_PORT = 19042
 DEFAULT_STORAGE_PORT = 17000
-DEFAULT_HEAP = "512m"
+DEFAULT_HEAP = "1g"
 DEFAULT_START_TIMEOUT = 240.0
 #: Seconds between SIGTERM and SIGKILL on C{stop}.
 DEFAULT_STOP_GRACE = 30.0

@@ -152,7 +152,7 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
             limits.max_search_series, progress)
         plan = bucketsBySource(series, query.fromMs, query.toMs,
                                store.sliceMs)
-        checkPartitions(plan, 0, maxPartitions)
+        checkPartitions(plan, len(indexPlan.reads), maxPartitions)
         checkAnswerSize(answerPoints(query.fromMs, query.toMs,
                                      query.intervalMs,
                                      groupCount(series, query.groupBy)),

@@ -57,6 +57,11 @@ MAX_LONE_PER_BATCH = 10
 # Index rows sent together as one unlogged batch, when they share a
 # replica (the rows of one metric and slice are one partition).
 MAX_INDEX_PER_BATCH = 100
+# Index batches in flight at once.  A burst of new series (a fleet of new
+# targets, a client with churning tags) writes mostly into the one index
+# partition of its metric and slice; more requests at once only contend
+# there, and time out under a loaded node.
+INDEX_WRITES_IN_FLIGHT = 4
 
 
 class StoreUnavailable(Exception):
@@ -141,6 +146,7 @@ class MetricStore:
         self._connectionClass = connectionClass
         self._semaphore = DeferredSemaphore(settings.max_in_flight)
         self._readSemaphore = DeferredSemaphore(settings.max_reads_in_flight)
+        self._indexSemaphore = DeferredSemaphore(INDEX_WRITES_IN_FLIGHT)
         self._cluster: Any = None
         self._session: Any = None
         self._statements: schema.Statements | None = None
@@ -387,9 +393,9 @@ class MetricStore:
             byReplica.setdefault(self._replicaOf(bound), []).append(bound)
         for bounds in byReplica.values():
             for start in range(0, len(bounds), MAX_INDEX_PER_BATCH):
-                requests.append(self._run(
-                    _batchOf(bounds[start:start + MAX_INDEX_PER_BATCH],
-                             writeLevel), None))
+                requests.append(self._indexSemaphore.run(
+                    self._run, _batchOf(bounds[start:start + MAX_INDEX_PER_BATCH],
+                                        writeLevel), None))
         for metric, number in plan.sliceRows:
             requests.append(self._run(statements.insertSlice,
                                       (metric, number, indexTTL)))
@@ -490,7 +496,7 @@ class MetricStore:
                 if len(found) >= plan.limit:
                     checkSeries(plan.limit, maxSeries)
                 if number is None:
-                    rows.extend((None, row[0], _tags(row[1]), row[2], row[3])
+                    rows.extend((None, row[0], row[2], row[3], _tags(row[1]))
                                 for row in found)
                 else:
                     rows.extend((number, row[0], row[1], row[2],

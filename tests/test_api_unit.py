@@ -43,6 +43,8 @@ class HeldStore:
 
     def findSeries(self, metric, fromMs, toMs, filters, maxSeries,
                    progress=None):
+        if progress is not None:
+            progress.begin(f"reading the series index of {metric!r}", 3)
         d = Deferred()
         self.searches.append(d)
         return d
@@ -120,6 +122,48 @@ def test_searchesOverCapAnswer503():
     treq.flush()
     assert result(held).code == 200
     assert api.searchesInFlight == 0
+
+
+def test_searchPastItsDeadlineAnswers503():
+    """
+    A search still reading when limits.search_timeout passes is answered
+    503 naming the setting and what it was reading, and frees its place.
+    """
+    treq, store, api = client({"limits": {"search_timeout": "5s"}})
+    pending = treq.get(SEARCH)
+    answered = []
+    pending.addBoth(lambda r: answered.append(r) or r)
+    treq.flush()
+    api.clock.advance(4.9)
+    treq.flush()
+    assert answered == []
+    api.clock.advance(0.2)
+    treq.flush()
+    reply = result(pending)
+    assert reply.code == 503
+    body = json.loads(result(reply.content()))
+    assert body["field"] == "limits.search_timeout"
+    assert body["reading"] == "reading the series index of 'm': 0 of 3 " \
+        "reads done"
+    assert "5s deadline" in body["error"]
+    assert api.searchesInFlight == 0
+
+
+def test_answerOverTheCapAnswers400():
+    """
+    A search whose answer would pass limits.max_search_points is refused
+    with a 400 that says to widen the interval, before any point is read.
+    """
+    treq, store, api = client({"limits": {"max_search_points": 10}})
+    pending = treq.get(SEARCH.replace("to=10", "to=11") + "&interval=1s")
+    treq.flush()
+    store.searches[0].callback([])
+    treq.flush()
+    reply = result(pending)
+    assert reply.code == 400
+    body = json.loads(result(reply.content()))
+    assert body["field"] == "interval"
+    assert "widen interval" in body["error"]
 
 
 AUTH = {"auth": {"tokens": [{"token": READ, "roles": ["read"]},

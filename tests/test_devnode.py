@@ -307,7 +307,7 @@ def test_defaultsFromEmptyEnvironment() -> None:
     assert settings.storage_port == 17000
     assert settings.version == devnode.DEFAULT_VERSION
     assert re.fullmatch(r"5\.0\.\d+", settings.version)
-    assert settings.heap == "512m"
+    assert settings.heap == "1g"
     assert settings.start_timeout == 240.0
     assert settings.contactPoint == "127.0.0.1:19042"
 

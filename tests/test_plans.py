@@ -1,0 +1,178 @@
+"""
+The write and read planners, without Cassandra: which rows a write sends,
+when index rows are written again, how node partitions narrow for large
+pages, and which reads a search plans.
+"""
+
+from __future__ import annotations
+
+from meetrd.layout import NODE_BUCKET_MS, SERIES_BUCKET_MS, nodeClass, seriesId
+from meetrd.points import Point, freezeTags
+from meetrd.readplan import (
+    MAX_FAN_OUT,
+    MAX_IN_SERIES,
+    SeriesRow,
+    answerPoints,
+    bucketsBySource,
+    candidateBuckets,
+    partitionReads,
+    planIndex,
+    sourcesToPrune,
+)
+from meetrd.schema import MAX_INDEX_FILTERS
+from meetrd.writeplan import WriteCache, planWrite
+
+DAY = 86_400_000
+
+
+def nodePoints(node, count, ts=DAY * 10, metric="m"):
+    return [Point(metric, freezeTags({"node": node, "i": str(i)}), ts, 1.0)
+            for i in range(count)]
+
+
+def test_indexRowOncePerSeriesAndSlice():
+    """
+    The first write of a series in a slice lists its index row, its
+    metric's slice row and its bucket row; the same write again lists
+    none; a point in the next slice lists that slice's rows.
+    """
+    cache = WriteCache(0, DAY)
+    first = planWrite(nodePoints("a", 3), cache, 100.0)
+    assert len(first.indexRows) == 3
+    assert first.sliceRows == [("m", 10)]
+    assert first.bucketRows == [("n:a", DAY * 10 // NODE_BUCKET_MS)]
+    assert first.count == 3
+    cache.remember(first, 100.0)
+    again = planWrite(nodePoints("a", 3), cache, 1e9)
+    assert again.indexRows == again.bucketRows == again.sliceRows == []
+    nextDay = planWrite(nodePoints("a", 1, ts=DAY * 11), cache, 1e9)
+    assert [row.slice for _, row in nextDay.indexRows] == [11]
+    assert nextDay.sliceRows == [("m", 11)]
+
+
+def test_unrememberedRowsAreWrittenAgain():
+    """
+    Rows of a write that failed were not remembered: the next write lists
+    them again.
+    """
+    cache = WriteCache(0, DAY)
+    planWrite(nodePoints("a", 2), cache, 1.0)
+    assert len(planWrite(nodePoints("a", 2), cache, 2.0).indexRows) == 2
+
+
+def test_rowsRefreshedWithinHalfASlice():
+    """
+    With a retention, index rows carry retention + one slice and are
+    written again once half a slice has passed, so that any point written
+    later expires before them.
+    """
+    cache = WriteCache(3600, DAY)
+    assert cache.ttl == 3600 + 86400
+    plan = planWrite(nodePoints("a", 1), cache, 0.0)
+    cache.remember(plan, 0.0)
+    assert planWrite(nodePoints("a", 1), cache, 43_199.0).indexRows == []
+    late = planWrite(nodePoints("a", 1), cache, 43_200.0)
+    assert len(late.indexRows) == 1 and len(late.bucketRows) == 1
+
+
+def test_largePagesNarrowTheirBuckets():
+    """
+    The series of one node in one write choose the node's partition
+    family: up to 1,000 hourly, up to 10,000 in 6-minute buckets, more in
+    36-second ones; series times bucket width stays at 1,000 series-hours.
+    """
+    assert nodeClass(1) == (NODE_BUCKET_MS, "")
+    assert nodeClass(1000) == (NODE_BUCKET_MS, "")
+    assert nodeClass(1001) == (360_000, "/6m")
+    assert nodeClass(10_001) == (36_000, "/36s")
+    assert nodeClass(10**6) == (36_000, "/36s")
+    for most, width in ((1000, NODE_BUCKET_MS), (10_000, 360_000),
+                        (100_000, 36_000)):
+        assert most * width == 1000 * NODE_BUCKET_MS
+    plan = planWrite(nodePoints("big", 1500) + nodePoints("small", 2),
+                     WriteCache(0, DAY), 0.0)
+    sources = {source for source, _ in plan.partitions}
+    assert sources == {"n:big/6m", "n:small"}
+    assert sorted(len(rows) for rows in plan.partitions.values()) == [2, 1500]
+
+
+def test_seriesWithoutNodeOwnPartitions():
+    """
+    A series without a node tag has daily partitions of its own.
+    """
+    tags = freezeTags({"dc": "eu"})
+    plan = planWrite([Point("m", tags, 5, 1.0), Point("m", tags, 6, 2.0)],
+                     WriteCache(0, DAY), 0.0)
+    identifier = seriesId("m", tags)
+    assert plan.partitions == {("s:" + identifier.hex(), 0): [
+        (identifier, 5, 1.0), (identifier, 6, 2.0)]}
+    assert plan.indexRows[0][1].bucketMs == SERIES_BUCKET_MS
+
+
+def test_indexPlanPushesFiltersToCassandra():
+    """
+    Single-valued filters are applied by Cassandra (up to its maximum), a
+    multi-valued one is fanned out into reads per value, and the rest is
+    checked on the rows.
+    """
+    plan = planIndex(0, 2 * DAY - 1, DAY, (
+        ("node", frozenset({"a"})), ("cpu", frozenset({"1", "2"}))), 100)
+    assert [(r.slice, r.filters) for r in plan.reads] == [
+        (0, (("node", "a"), ("cpu", "1"))), (0, (("node", "a"), ("cpu", "2"))),
+        (1, (("node", "a"), ("cpu", "1"))), (1, (("node", "a"), ("cpu", "2")))]
+    assert plan.residual == ()
+    assert plan.limit == 101
+    many = frozenset(str(i) for i in range(MAX_FAN_OUT + 1))
+    wide = planIndex(0, 0, DAY, (("x", many),), 100)
+    assert [r.filters for r in wide.reads] == [()]
+    assert wide.residual == (("x", many),)
+    assert wide.limit > 101
+    lots = tuple((f"k{i}", frozenset({"v"})) for i in range(MAX_INDEX_FILTERS + 2))
+    capped = planIndex(0, 0, DAY, lots, 10)
+    assert len(capped.reads[0].filters) == MAX_INDEX_FILTERS
+    assert len(capped.residual) == 2
+
+
+def test_partitionsOnlyOfIndexedSlices():
+    """
+    A placement found in some slices is read only in the buckets of those
+    slices within the range; a legacy placement in every bucket of the
+    range.
+    """
+    hour = NODE_BUCKET_MS
+    row = SeriesRow("m", b"a", (), "n:x", hour, frozenset({1}))
+    assert candidateBuckets(row, 0, 3 * DAY, DAY) == list(range(24, 48))
+    assert candidateBuckets(row, DAY + 5 * hour, 3 * DAY, DAY) == \
+        list(range(29, 48))
+    legacy = SeriesRow("m", b"a", (), "n:x", hour, None)
+    assert len(candidateBuckets(legacy, 0, DAY - 1, DAY)) == 24
+
+
+def test_partitionReadsSplitInLists():
+    """
+    Series of one partition are read in IN lists of at most 100, each
+    listed once even when found in several slices.
+    """
+    series = [SeriesRow("m", bytes([i]) * 2, (), "n:x", DAY, frozenset({0, 1}))
+              for i in range(250)]
+    plan = bucketsBySource(series, 0, DAY - 1, DAY)
+    reads = partitionReads(plan)
+    assert [len(ids) for _, _, ids in reads] == [MAX_IN_SERIES, MAX_IN_SERIES,
+                                                 50]
+    assert {bucket for _, bucket, _ in reads} == {0}
+    hourly = SeriesRow("m", b"h", (), "n:y", 3_600_000, frozenset(range(10)))
+    wide = bucketsBySource([hourly], 0, 10 * DAY - 1, DAY)
+    assert sourcesToPrune(wide) == [("n:y", 0, 239)]
+    assert partitionReads(wide, {"n:y": {3, 200}}) == [
+        ("n:y", 3, [b"h"]), ("n:y", 200, [b"h"])]
+    narrow = bucketsBySource([hourly], 0, 3 * 3_600_000, DAY)
+    assert sourcesToPrune(narrow) == []
+
+
+def test_answerPointsCountsIntervalsAndGroups():
+    """
+    An answer holds one value per interval touched by the range, per group.
+    """
+    assert answerPoints(0, 59_999, 60_000, 1) == 1
+    assert answerPoints(30_000, 60_000, 60_000, 4) == 8
+    assert answerPoints(0, 10, None, 7) == 7
