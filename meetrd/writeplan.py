@@ -16,7 +16,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from meetrd.layout import nodeOf, placementOf, seriesId
+from meetrd.layout import SERIES_BUCKET_MS, nodeClass, nodeOf, seriesId
 from meetrd.points import Point, Tags
 
 # Entries of each of the caches at most (least recently used go first).
@@ -53,7 +53,7 @@ class WritePlan:
     """
 
     partitions: dict[tuple[str, int], list[tuple[bytes, int, float]]]
-    indexRows: list[tuple[tuple[str, Tags, int, str], IndexRow]] = field(
+    indexRows: list[tuple[tuple[bytes, int, str], IndexRow]] = field(
         default_factory=list)
     bucketRows: list[tuple[str, int]] = field(default_factory=list)
     sliceRows: list[tuple[str, int]] = field(default_factory=list)
@@ -78,7 +78,7 @@ class WriteCache:
         self.size = size
         self.series: OrderedDict[SeriesKey, tuple[bytes, str | None]] = \
             OrderedDict()
-        self.index: OrderedDict[tuple[str, Tags, int, str], float] = \
+        self.index: OrderedDict[tuple[bytes, int, str], float] = \
             OrderedDict()
         self.buckets: OrderedDict[tuple[str, int], float] = OrderedDict()
         self.slices: OrderedDict[tuple[str, int], float] = OrderedDict()
@@ -127,46 +127,76 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
     write carries (L{meetrd.layout.nodeClass}); the others in a partition
     of their own.
     """
-    bySeries: defaultdict[SeriesKey, list[Point]] = defaultdict(list)
+    # Series by identifier (whose hash Python keeps), each with its key,
+    # node and points.
+    bySeries: dict[bytes, tuple[SeriesKey, str | None, list[Point]]] = {}
+    known = cache.series
     count = 0
     for point in points:
-        bySeries[(point.metric, point.tags)].append(point)
+        key = (point.metric, point.tags)
+        entry = known.get(key)
+        if entry is None:
+            entry = cache.identify(key)
+        found = bySeries.get(entry[0])
+        if found is None:
+            bySeries[entry[0]] = (key, entry[1], [point])
+        else:
+            found[2].append(point)
         count += 1
 
-    identified = {key: cache.identify(key) for key in bySeries}
     perNode: defaultdict[str, int] = defaultdict(int)
-    for _, node in identified.values():
+    for _, node, _ in bySeries.values():
         if node is not None:
             perNode[node] += 1
+    nodePlacement = {}
+    for node, series in perNode.items():
+        width, suffix = nodeClass(series)
+        nodePlacement[node] = ("n:" + node + suffix, width)
 
     sliceMs = cache.sliceMs
-    partitions: defaultdict[tuple[str, int], list[tuple[bytes, int, float]]] \
-        = defaultdict(list)
+    partitions: dict[tuple[str, int], list[tuple[bytes, int, float]]] = {}
     plan = WritePlan(partitions, count=count)
-    widths: dict[str, int] = {}
-    for key, seriesPoints in bySeries.items():
-        identifier, node = identified[key]
-        placement = placementOf(identifier, node,
-                                perNode[node] if node is not None else 1)
-        source, width = placement.source, placement.bucketMs
-        widths[source] = width
-        slices = set()
-        for point in seriesPoints:
+    indexRows = plan.indexRows
+    written = cache.index
+    refreshAfter = cache.refreshAfter
+    for identifier, (key, node, seriesPoints) in bySeries.items():
+        if node is None:
+            source, width = "s:" + identifier.hex(), SERIES_BUCKET_MS
+        else:
+            source, width = nodePlacement[node]
+        if len(seriesPoints) == 1:
+            # A scrape: one point per series.
+            point = seriesPoints[0]
             ts = point.ts_ms
-            partitions[(source, ts // width)].append(
-                (identifier, ts, point.value))
-            slices.add(ts // sliceMs)
-        metric, tags = key
+            partitionKey = (source, ts // width)
+            rows = partitions.get(partitionKey)
+            if rows is None:
+                partitions[partitionKey] = [(identifier, ts, point.value)]
+            else:
+                rows.append((identifier, ts, point.value))
+            slices: Iterable[int] = (ts // sliceMs,)
+        else:
+            found = set()
+            for point in seriesPoints:
+                ts = point.ts_ms
+                partitionKey = (source, ts // width)
+                rows = partitions.get(partitionKey)
+                if rows is None:
+                    partitions[partitionKey] = [(identifier, ts, point.value)]
+                else:
+                    rows.append((identifier, ts, point.value))
+                found.add(ts // sliceMs)
+            slices = found
         for number in slices:
-            cacheKey = (metric, tags, number, source)
-            if not cache.fresh(cache.index, cacheKey, now):
-                plan.indexRows.append((cacheKey, IndexRow(
-                    metric, number, identifier, source, width, tags)))
+            cacheKey = (identifier, number, source)
+            when = written.get(cacheKey)
+            if when is None or (refreshAfter is not None
+                                and now - when >= refreshAfter):
+                indexRows.append((cacheKey, IndexRow(
+                    key[0], number, identifier, source, width, key[1])))
     plan.bucketRows = [key for key in partitions
                        if not cache.fresh(cache.buckets, key, now)]
-    plan.sliceRows = sorted({(row.metric, row.slice) for _, row in plan.indexRows
+    plan.sliceRows = sorted({(row.metric, row.slice) for _, row in indexRows
                              if not cache.fresh(cache.slices,
                                                 (row.metric, row.slice), now)})
-    plan.partitions = dict(partitions)
     return plan
-
