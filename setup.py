@@ -25,6 +25,10 @@ setup(
         "cassandra-driver>=3.30.1,<3.31",
         "prometheus-client==0.26.0",
         "pydantic==2.14.3",
+        # Quantile sketches of rollups, stored as the library's protobuf
+        # message.
+        "ddsketch==3.0.1",
+        "protobuf==7.36.2",
     ],
     extras_require={
         "test": [

@@ -14,12 +14,19 @@ The tables (L{meetrd.layout} says how points are partitioned):
   - C{points}: partitions keyed by C{(source, bucket)}, clustered by
     C{(series_id, ts)};
   - C{buckets}: per source, the buckets that hold points;
+  - C{rollups}: per level, source and span of level buckets, the summary
+    of each series' points per level bucket and raw partition (see
+    L{meetrd.rollup});
+  - C{rollup_dirty}: the raw partitions written to since they were last
+    rolled up, spread over L{DIRTY_SHARDS} partitions that the instances
+    share out;
   - C{series}: the series index of keyspaces made before the time-scoped
     one; never created any more, only read when it exists.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +67,31 @@ TABLES = (
       AND compaction = {{'class': 'TimeWindowCompactionStrategy',
                          'compaction_window_unit': 'DAYS',
                          'compaction_window_size': 1}}""",
+    """CREATE TABLE IF NOT EXISTS {ks}.rollups (
+        resolution bigint,
+        source text,
+        part bigint,
+        series_id blob,
+        ts timestamp,
+        raw_bucket bigint,
+        count bigint,
+        sum double,
+        min double,
+        max double,
+        first_ts timestamp,
+        first_value double,
+        last_ts timestamp,
+        last_value double,
+        sketch blob,
+        PRIMARY KEY ((resolution, source, part), series_id, ts, raw_bucket)
+    ) WITH comment = 'meetrd: rollups per level, source and span of buckets'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.rollup_dirty (
+        shard int,
+        source text,
+        bucket bigint,
+        bucket_ms bigint,
+        PRIMARY KEY ((shard), source, bucket)
+    ) WITH comment = 'meetrd: raw partitions to roll up'""",
     """CREATE TABLE IF NOT EXISTS {ks}.buckets (
         source text,
         bucket bigint,
@@ -107,6 +139,33 @@ SELECT_LEGACY_SERIES = (
     "SELECT series_id, tags, source, bucket_ms FROM {ks}.series "
     "WHERE metric = ? LIMIT ?"
 )
+INSERT_ROLLUP = (
+    "INSERT INTO {ks}.rollups (resolution, source, part, series_id, ts, "
+    "raw_bucket, count, sum, min, max, first_ts, first_value, last_ts, "
+    "last_value, sketch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "USING TTL ?"
+)
+INSERT_DIRTY = (
+    "INSERT INTO {ks}.rollup_dirty (shard, source, bucket, bucket_ms) "
+    "VALUES (?, ?, ?, ?)"
+)
+SELECT_DIRTY = (
+    "SELECT source, bucket, bucket_ms, writetime(bucket_ms) "
+    "FROM {ks}.rollup_dirty WHERE shard = ?"
+)
+# Deleted at the write time the marker was read with: a marker written
+# again since (a point that arrived during the rollup) survives.
+DELETE_DIRTY = (
+    "DELETE FROM {ks}.rollup_dirty USING TIMESTAMP ? WHERE shard = ? "
+    "AND source = ? AND bucket = ?"
+)
+SELECT_RAW = (
+    "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points "
+    "WHERE source = ? AND bucket = ?"
+)
+# Raw partitions marked for rollup are spread over this many partitions.
+DIRTY_SHARDS = 64
+
 SET_META = "INSERT INTO {ks}.meta (key, value) VALUES (?, ?) IF NOT EXISTS"
 GET_META = "SELECT value FROM {ks}.meta WHERE key = ?"
 
@@ -128,6 +187,13 @@ SUMMARY_BY_INTERVAL = (
     "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?, ?)"
 )
 NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
+
+
+def dirtyShard(source: str) -> int:
+    """
+    The partition of C{rollup_dirty} that marks C{source}'s partitions.
+    """
+    return zlib.crc32(source.encode("utf-8")) % DIRTY_SHARDS
 
 
 def replicationCQL(settings: CassandraSettings) -> str:
@@ -171,6 +237,11 @@ class Statements:
     summaryLast: Any
     byInterval: Any
     byIntervalLast: Any
+    insertRollup: Any
+    insertDirty: Any
+    selectDirty: Any
+    deleteDirty: Any
+    selectRaw: Any
     selectIndex: dict[int, Any] = field(default_factory=dict)
     selectLegacy: Any = None
 
@@ -231,6 +302,11 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         byInterval=session.prepare(SUMMARY_BY_INTERVAL.format(ks=ks)),
         byIntervalLast=session.prepare(
             SUMMARY_BY_INTERVAL.format(ks=ks) + NEWEST_FIRST),
+        insertRollup=written(INSERT_ROLLUP.format(ks=ks)),
+        insertDirty=written(INSERT_DIRTY.format(ks=ks)),
+        selectDirty=session.prepare(SELECT_DIRTY.format(ks=ks)),
+        deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
+        selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
     )
     for count in range(MAX_INDEX_FILTERS + 1):
         statements.selectIndex[count] = session.prepare(SELECT_INDEX.format(

@@ -31,9 +31,10 @@ class _StoreCollector:
     Reads the store's and the hunter's counters when scraped.
     """
 
-    def __init__(self, store: Any, hunter: Any) -> None:
+    def __init__(self, store: Any, hunter: Any, rollup: Any = None) -> None:
         self._store = store
         self._hunter = hunter
+        self._rollup = rollup
 
     def collect(self) -> Iterator[Any]:
         store = self._store
@@ -67,6 +68,28 @@ class _StoreCollector:
             for state, count in health.items():
                 targets.add_metric([state], count)
             yield targets
+        rollup = self._rollup
+        if rollup is not None:
+            yield _single(GaugeMetricFamily, "meetr_rollup_lag_seconds",
+                          "How long the oldest raw partition due for rollup "
+                          "has waited (0 when none waits).", rollup.lag)
+            yield _single(GaugeMetricFamily, "meetr_rollup_backlog",
+                          "Raw partitions due for rollup and not yet rolled "
+                          "up.", rollup.backlog)
+            yield _single(CounterMetricFamily, "meetr_rollup_partitions",
+                          "Raw partitions rolled up.", rollup.rolled)
+            yield _single(CounterMetricFamily, "meetr_rollup_failures",
+                          "Rollups that failed (they are tried again).",
+                          rollup.failures)
+
+
+def _single(family: Any, name: str, text: str, value: float) -> Any:
+    """
+    A metric family of one unlabelled sample.
+    """
+    metric = family(name, text)
+    metric.add_metric([], value)
+    return metric
 
 
 class SelfMetrics:
@@ -74,7 +97,8 @@ class SelfMetrics:
     The metrics meetrd keeps about itself.
     """
 
-    def __init__(self, store: Any = None, hunter: Any = None) -> None:
+    def __init__(self, store: Any = None, hunter: Any = None,
+                 rollup: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "meetr_http_requests", "HTTP requests answered.",
@@ -105,7 +129,7 @@ class SelfMetrics:
             registry=self.registry,
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         if store is not None:
-            self.registry.register(_StoreCollector(store, hunter))
+            self.registry.register(_StoreCollector(store, hunter, rollup))
 
     def observeRequest(self, route: str, method: str, status: int,
                        seconds: float | None) -> None:

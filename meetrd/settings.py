@@ -73,6 +73,8 @@ def _size(value: object) -> int:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+NonNegativeDuration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 Size = Annotated[int, BeforeValidator(_size)]
 PositiveInt = Annotated[StrictInt, Field(gt=0)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
@@ -260,14 +262,7 @@ class Limits(_Frozen):
     max_search_series: PositiveInt = 10000
     max_search_partitions: PositiveInt = 20000
     max_search_points: PositiveInt = 100000
-    search_timeout: Duration = 30.0
-
-    @field_validator("search_timeout")
-    @classmethod
-    def _someTime(cls, value: float) -> float:
-        if value <= 0:
-            raise ValueError("must be more than 0")
-        return value
+    search_timeout: PositiveDuration = 30.0
 
 
 class TargetGroup(_Frozen):
@@ -418,6 +413,35 @@ class LogSettings(_Frozen):
     format: Literal["text", "json"] = "text"
 
 
+class RollupLevel(_Frozen):
+    """
+    One level of rollups: per series and per C{resolution}, the summary of
+    its points, kept for C{retention} (0: forever).
+    """
+
+    resolution: Duration
+    retention: NonNegativeDuration = 0.0
+
+    @field_validator("resolution")
+    @classmethod
+    def _wholeSeconds(cls, value: float) -> float:
+        if value < 1 or value != int(value):
+            raise ValueError("a resolution is whole seconds, at least 1s")
+        return value
+
+
+class RollupServiceSettings(_Frozen):
+    """
+    How the rollup service works: it looks for raw buckets to roll up every
+    C{interval}, and rolls a bucket up once C{grace} has passed since it
+    closed (points arriving later roll it up again).
+    """
+
+    interval: Annotated[float, BeforeValidator(_duration),
+                        Field(ge=0.1)] = 10.0
+    grace: NonNegativeDuration = 60.0
+
+
 class Settings(_Frozen):
     """
     All of meetrd's settings.
@@ -432,6 +456,20 @@ class Settings(_Frozen):
     hunter: HunterSettings = HunterSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    rollups: tuple[RollupLevel, ...] = ()
+    rollup: RollupServiceSettings = RollupServiceSettings()
+
+    @field_validator("rollups")
+    @classmethod
+    def _coarserEach(cls, value: tuple[RollupLevel, ...]
+                     ) -> tuple[RollupLevel, ...]:
+        for finer, coarser in zip(value, value[1:]):
+            if coarser.resolution <= finer.resolution or \
+                    coarser.resolution % finer.resolution:
+                raise ValueError(
+                    "each level's resolution is a whole multiple of the one "
+                    "before it, and larger")
+        return value
 
     @property
     def retentionSeconds(self) -> int:

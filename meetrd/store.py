@@ -44,7 +44,8 @@ from meetrd.readplan import (
     seriesCount,
     sourcesToPrune,
 )
-from meetrd.settings import CassandraSettings
+from meetrd.rollup import RollupRow, rollUp
+from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 from meetrd.writeplan import WriteCache, planWrite
 
@@ -57,6 +58,8 @@ MAX_LONE_PER_BATCH = 10
 # Index rows sent together as one unlogged batch, when they share a
 # replica (the rows of one metric and slice are one partition).
 MAX_INDEX_PER_BATCH = 100
+# Rollup rows of one rollup partition sent as one unlogged batch at most.
+MAX_ROLLUP_PER_BATCH = 200
 # Index batches in flight at once.  A burst of new series (a fleet of new
 # targets, a client with churning tags) writes mostly into the one index
 # partition of its metric and slice; more requests at once only contend
@@ -132,15 +135,19 @@ class MetricStore:
     log = Logger()
 
     def __init__(self, settings: CassandraSettings, retentionSeconds: int,
-                 reactor: Any, connectionClass: type | None = None) -> None:
+                 reactor: Any, connectionClass: type | None = None,
+                 rollups: Sequence[RollupLevel] = ()) -> None:
         """
         @param settings: the C{cassandra} settings.
         @param retentionSeconds: the TTL of every write; 0 keeps forever.
         @param reactor: the reactor, for threads and C{callFromThread}.
         @param connectionClass: the driver's connection class; defaults to
             its Twisted one.
+        @param rollups: the rollup levels; with some, written partitions
+            are marked for the rollup service.
         """
         self._settings = settings
+        self.rollups = tuple(rollups)
         self._ttl = retentionSeconds
         self._reactor = reactor
         self._connectionClass = connectionClass
@@ -160,6 +167,7 @@ class MetricStore:
         self.requests = 0
         self.readsInFlight = 0
         self.indexRowsRead = 0
+        self.rollupRowsWritten = 0
         self.errors: dict[str, int] = {}
 
     @property
@@ -205,7 +213,8 @@ class MetricStore:
         def connected(result: tuple[Any, Any, schema.Statements]) -> None:
             self._cluster, self._session, self._statements = result
             if self._cache is None or self._cache.sliceMs != self.sliceMs:
-                self._cache = WriteCache(self._ttl, self.sliceMs)
+                self._cache = WriteCache(self._ttl, self.sliceMs,
+                                         rollups=bool(self.rollups))
             self._connected = True
             self._lastError = ""
 
@@ -402,6 +411,9 @@ class MetricStore:
         for source, bucket in plan.bucketRows:
             requests.append(self._run(statements.insertBucket,
                                       (source, bucket, indexTTL)))
+        for source, bucket, width in plan.dirtyRows:
+            requests.append(self._run(statements.insertDirty, (
+                schema.dirtyShard(source), source, bucket, width)))
         insert = statements.insertPoint
         ttlValue = (self._ttl,) if self._ttl else ()
         lone: dict[Any, list[Any]] = {}
@@ -430,6 +442,82 @@ class MetricStore:
             return plan.count
 
         return DeferredList(requests, consumeErrors=True).addCallback(settled)
+
+    # Rolling up
+
+    def dirtyPartitions(self, shard: int
+                        ) -> Deferred[list[tuple[str, int, int, int]]]:
+        """
+        The raw partitions marked for rollup in one shard of the markers:
+        C{(source, bucket, bucketMs, markedAt)}, C{markedAt} being the
+        marker's write time in microseconds.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        return self._read(statements.selectDirty, (shard,)).addCallback(
+            lambda rows: [tuple(row) for row in rows])
+
+    def rollPartition(self, source: str, bucket: int) -> Deferred[int]:
+        """
+        Read one raw partition, compute its rollup rows at every level (in
+        a thread) and write them; fire with the number of rows written.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        levels = [(int(level.resolution * 1000), int(level.retention))
+                  for level in self.rollups]
+
+        def compute(rows: list[Any]) -> Deferred[list[RollupRow]]:
+            return deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), rollUp,
+                [(row[0], row[1], row[2]) for row in rows],
+                [resolution for resolution, _ in levels])
+
+        def write(rollups: list[RollupRow]) -> Deferred[int]:
+            ttls = dict(levels)
+            writeLevel = statements.insertRollup.consistency_level
+            byPart: dict[tuple[int, int], list[Any]] = {}
+            for row in rollups:
+                byPart.setdefault((row.resolutionMs, row.part), []).append(
+                    statements.insertRollup.bind((
+                        row.resolutionMs, source, row.part, row.seriesId,
+                        row.ts, bucket, row.count, row.total, row.minimum,
+                        row.maximum, row.firstTs, row.firstValue, row.lastTs,
+                        row.lastValue, row.sketch, ttls[row.resolutionMs])))
+            requests = [
+                self._run(_batchOf(bounds[start:start + MAX_ROLLUP_PER_BATCH],
+                                   writeLevel), None)
+                for bounds in byPart.values()
+                for start in range(0, len(bounds), MAX_ROLLUP_PER_BATCH)]
+
+            def done(results: list[tuple[bool, Any]]) -> int:
+                for ok, result in results:
+                    if not ok:
+                        result.raiseException()
+                self.rollupRowsWritten += len(rollups)
+                return len(rollups)
+
+            return DeferredList(requests, consumeErrors=True).addCallback(done)
+
+        return self._read(statements.selectRaw, (source, bucket)).addCallback(
+            compute).addCallback(write)
+
+    def clearDirty(self, shard: int, source: str, bucket: int,
+                   markedAt: int) -> Deferred[Any]:
+        """
+        Remove a partition's rollup marker unless it was written again
+        after C{markedAt} (microseconds).
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        return self._run(statements.deleteDirty,
+                         (markedAt, shard, source, bucket))
 
     # Reading
 

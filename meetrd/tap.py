@@ -4,6 +4,7 @@ The twistd plugin's options and the service tree, built in one place.
   meetr (SequentialMultiService: children stop one after the other,
          last first)
     store   connects the one Cassandra session, closes it last
+    rollup  rolls raw partitions up (only with rollup levels set)
     hunter  fetches metrics from nodes on schedule and on demand
     web     the HTTP API, stopped first so nothing new comes in
     signals SIGTERM and SIGHUP
@@ -190,16 +191,25 @@ def buildService(settings: Settings, reactor: Any,
     bridgeDriverLogs()
     root = SequentialMultiService()
     root.setName("meetr")
-    store = MetricStore(settings.cassandra, settings.retentionSeconds, reactor)
+    store = MetricStore(settings.cassandra, settings.retentionSeconds, reactor,
+                        rollups=settings.rollups)
     storeService = StoreService(store, reactor,
                                 maxDelay=settings.cassandra.reconnect_max_delay,
                                 grace=settings.shutdown_grace)
     storeService.setName("store")
     storeService.setServiceParent(root)
+    rollup = None
+    if settings.rollups:
+        from meetrd.rollupservice import RollupService
+
+        rollup = RollupService(store, settings.rollup, settings.hunter.shard,
+                               reactor)
+        rollup.setName("rollup")
+        rollup.setServiceParent(root)
     hunter = HunterService(settings, store, reactor)
     hunter.setName("hunter")
     hunter.setServiceParent(root)
-    selfMetrics = SelfMetrics(store, hunter)
+    selfMetrics = SelfMetrics(store, hunter, rollup)
     hunter.onResult = selfMetrics.observeScrape
     api = MetricsAPI(store, settings, reactor, hunter=hunter,
                      selfMetrics=selfMetrics)

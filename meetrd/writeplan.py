@@ -49,6 +49,8 @@ class WritePlan:
     @ivar indexRows: index rows to write, with their cache keys.
     @ivar bucketRows: C{(source, bucket)} rows of the bucket index to write.
     @ivar sliceRows: C{(metric, slice)} rows of the slice index to write.
+    @ivar dirtyRows: C{(source, bucket, bucketMs)} partitions to mark for
+        rollup (with rollups on).
     @ivar count: the points of the write.
     """
 
@@ -57,6 +59,7 @@ class WritePlan:
         default_factory=list)
     bucketRows: list[tuple[str, int]] = field(default_factory=list)
     sliceRows: list[tuple[str, int]] = field(default_factory=list)
+    dirtyRows: list[tuple[str, int, int]] = field(default_factory=list)
     count: int = 0
 
 
@@ -70,8 +73,12 @@ class WriteCache:
     """
 
     def __init__(self, retentionSeconds: int, sliceMs: int,
-                 size: int = CACHE_SIZE) -> None:
+                 size: int = CACHE_SIZE, rollups: bool = False) -> None:
+        """
+        @param rollups: whether written partitions are marked for rollup.
+        """
         self.sliceMs = sliceMs
+        self.rollups = rollups
         self.ttl = retentionSeconds + sliceMs // 1000 if retentionSeconds \
             else 0
         self.refreshAfter = sliceMs / 2000 if retentionSeconds else None
@@ -82,6 +89,7 @@ class WriteCache:
             OrderedDict()
         self.buckets: OrderedDict[tuple[str, int], float] = OrderedDict()
         self.slices: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self.dirty: OrderedDict[tuple[str, int], float] = OrderedDict()
 
     def identify(self, key: SeriesKey) -> tuple[bytes, str | None]:
         """
@@ -110,7 +118,9 @@ class WriteCache:
         """
         for table, keys in ((self.index, [k for k, _ in plan.indexRows]),
                             (self.buckets, plan.bucketRows),
-                            (self.slices, plan.sliceRows)):
+                            (self.slices, plan.sliceRows),
+                            (self.dirty, [(source, bucket) for source, bucket,
+                                          _ in plan.dirtyRows])):
             for key in keys:
                 table[key] = now
                 table.move_to_end(key)
@@ -157,6 +167,7 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
     partitions: dict[tuple[str, int], list[tuple[bytes, int, float]]] = {}
     plan = WritePlan(partitions, count=count)
     indexRows = plan.indexRows
+    widths: dict[str, int] = {}
     written = cache.index
     refreshAfter = cache.refreshAfter
     for identifier, (key, node, seriesPoints) in bySeries.items():
@@ -164,6 +175,7 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
             source, width = "s:" + identifier.hex(), SERIES_BUCKET_MS
         else:
             source, width = nodePlacement[node]
+        widths[source] = width
         if len(seriesPoints) == 1:
             # A scrape: one point per series.
             point = seriesPoints[0]
@@ -199,4 +211,23 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
     plan.sliceRows = sorted({(row.metric, row.slice) for _, row in indexRows
                              if not cache.fresh(cache.slices,
                                                 (row.metric, row.slice), now)})
+    if cache.rollups:
+        plan.dirtyRows = _dirty(partitions, widths, cache, now)
     return plan
+
+
+def _dirty(partitions: Iterable[tuple[str, int]], widths: dict[str, int],
+           cache: WriteCache, now: float) -> list[tuple[str, int, int]]:
+    """
+    The partitions a write marks for rollup: once per process while the
+    bucket is open (it is rolled up after it closes), and at every write
+    once it has ended, since it may have been rolled up already (by this
+    instance or by another whose clock is ahead).
+    """
+    nowMs = now * 1000
+    marks = []
+    for source, bucket in partitions:
+        width = widths[source]
+        if nowMs >= (bucket + 1) * width or (source, bucket) not in cache.dirty:
+            marks.append((source, bucket, width))
+    return marks

@@ -90,7 +90,7 @@ def test_immutable():
     ({"cassandra": {"max_reads_in_flight": 0}},
      "x.yaml: cassandra.max_reads_in_flight:"),
     ({"limits": {"search_timeout": 0}},
-     "x.yaml: limits.search_timeout: must be more than 0"),
+     "x.yaml: limits.search_timeout: Input should be greater than 0"),
     ({"limits": {"max_search_points": -1}},
      "x.yaml: limits.max_search_points:"),
     ({"hunter": {"targets": [{"job": "j", "nodes": ["h:1"],

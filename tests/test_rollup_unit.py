@@ -1,0 +1,228 @@
+"""
+Rollups without Cassandra: the rows computed from a raw partition, which
+writes mark partitions for rollup, and the rollup service's schedule,
+shards, lag and retries with a C{Clock}.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+
+from meetrd.points import Point, freezeTags
+from meetrd.rollup import PART_BUCKETS, rollUp, rollupPart
+from meetrd.rollupservice import RollupService
+from meetrd.schema import DIRTY_SHARDS, dirtyShard
+from meetrd.settings import RollupServiceSettings, SettingsError, Shard, settingsFromMapping
+from meetrd.sketch import decodeSketch
+from meetrd.store import StoreUnavailable
+from meetrd.writeplan import WriteCache, planWrite
+
+HOUR = 3_600_000
+
+
+def test_rowsPerLevelBucketAndSeries():
+    """
+    Each level gives one row per series per level bucket, with count, sum,
+    extremes, first and last point and a sketch of the values.
+    """
+    rows = [(b"a", 61_000, 4.0), (b"a", 1_000, 1.0), (b"a", 59_000, -2.0),
+            (b"b", 2_000, 10.0)]
+    found = rollUp(rows, [60_000, 3_600_000])
+    byKey = {(r.resolutionMs, r.seriesId, r.ts): r for r in found}
+    assert sorted(byKey) == [
+        (60_000, b"a", 0), (60_000, b"a", 60_000), (60_000, b"b", 0),
+        (3_600_000, b"a", 0), (3_600_000, b"b", 0)]
+    minute = byKey[(60_000, b"a", 0)]
+    assert (minute.count, minute.total, minute.minimum, minute.maximum) == \
+        (2, -1.0, -2.0, 1.0)
+    assert (minute.firstTs, minute.firstValue) == (1_000, 1.0)
+    assert (minute.lastTs, minute.lastValue) == (59_000, -2.0)
+    hour = byKey[(3_600_000, b"a", 0)]
+    assert (hour.count, hour.total, hour.lastTs, hour.lastValue) == \
+        (3, 3.0, 61_000, 4.0)
+    sketch = decodeSketch(hour.sketch)
+    assert sketch.count == 3
+    assert sketch.get_quantile_value(1.0) == pytest.approx(4.0, rel=0.01)
+
+
+def test_bucketsBeforeTheEpoch():
+    """
+    Level buckets are aligned to the epoch on both sides of it.
+    """
+    found = rollUp([(b"a", -1, 1.0), (b"a", -60_001, 2.0)], [60_000])
+    assert sorted(r.ts for r in found) == [-120_000, -60_000]
+    assert rollupPart(-1, 60_000) == -1
+    assert rollupPart(60_000 * PART_BUCKETS, 60_000) == 1
+
+
+def test_writesMarkPartitions():
+    """
+    With rollups on, a write marks an open partition once per process and
+    a partition whose bucket has ended at every write; with rollups off it
+    marks nothing.
+    """
+    tags = freezeTags({"node": "n"})
+    now = 10 * HOUR / 1000 + 30
+
+    def write(cache, ts):
+        plan = planWrite([Point("m", tags, ts, 1.0)], cache, now)
+        cache.remember(plan, now)
+        return plan.dirtyRows
+
+    cache = WriteCache(0, 86_400_000, rollups=True)
+    assert write(cache, 10 * HOUR + 5) == [("n:n", 10, HOUR)]
+    assert write(cache, 10 * HOUR + 6) == []
+    assert write(cache, 9 * HOUR + 5) == [("n:n", 9, HOUR)]
+    assert write(cache, 9 * HOUR + 6) == [("n:n", 9, HOUR)]
+    assert write(WriteCache(0, 86_400_000), 9 * HOUR) == []
+
+
+def test_markerShards():
+    """
+    Sources spread over the marker shards, always to the same one.
+    """
+    shards = {dirtyShard(f"n:node{i}") for i in range(1000)}
+    assert len(shards) == DIRTY_SHARDS
+    assert dirtyShard("n:a") == dirtyShard("n:a")
+
+
+def test_rollupSettings():
+    """
+    Levels are listed finest first, each a multiple of the one before;
+    anything else is refused naming the key.
+    """
+    settings = settingsFromMapping({"rollups": [
+        {"resolution": "1m", "retention": "90d"}, {"resolution": "1h"}]}, "x")
+    assert [(r.resolution, r.retention) for r in settings.rollups] == [
+        (60.0, 90 * 86400.0), (3600.0, 0.0)]
+    for bad, message in (
+            ([{"resolution": "1h"}, {"resolution": "1m"}], "rollups:"),
+            ([{"resolution": "1m"}, {"resolution": "90s"}], "rollups:"),
+            ([{"resolution": "500ms"}], "rollups.0.resolution:"),
+            ([{"resolution": "1m", "retention": "-1s"}], "rollups.0.retention:"),
+            ([{"resolution": "1m", "size": 3}], "rollups.0.size: unknown key")):
+        with pytest.raises(SettingsError, match=message):
+            settingsFromMapping({"rollups": bad}, "x")
+
+
+class MarkedStore:
+    """
+    A store that holds markers in memory and records what it rolls up.
+    """
+
+    ready = True
+
+    def __init__(self, markers):
+        self.markers = markers
+        self.rolled = []
+        self.cleared = []
+        self.failing = set()
+
+    def dirtyPartitions(self, shard):
+        return succeed([m[1:] for m in self.markers if m[0] == shard])
+
+    def rollPartition(self, source, bucket):
+        if (source, bucket) in self.failing:
+            return fail(StoreUnavailable("timed out"))
+        self.rolled.append((source, bucket))
+        return succeed(3)
+
+    def clearDirty(self, shard, source, bucket, markedAt):
+        self.cleared.append((shard, source, bucket, markedAt))
+        return succeed(None)
+
+
+def service(store, index=0, count=1, grace=60.0):
+    clock = Clock()
+    rollup = RollupService(store, RollupServiceSettings(interval="10s",
+                                                        grace=f"{grace}s"),
+                           Shard(index=index, count=count), clock)
+    return rollup, clock
+
+
+def test_rollsDuePartitionsOnly():
+    """
+    On each tick, the partitions whose bucket ended more than the grace
+    ago are rolled up and their markers cleared, at the write time read;
+    the others wait.
+    """
+    source = "n:a"
+    shard = dirtyShard(source)
+    store = MarkedStore([(shard, source, 0, HOUR, 111),
+                         (shard, source, 1, HOUR, 222)])
+    rollup, clock = service(store)
+    rollup.startService()
+    clock.advance(HOUR / 1000 + 50)
+    assert store.rolled == []
+    clock.advance(20)
+    assert store.rolled == [(source, 0)]
+    assert store.cleared == [(shard, source, 0, 111)]
+    assert (rollup.rolled, rollup.backlog, rollup.lag) == (1, 0, 0.0)
+    rollup.stopService()
+
+
+def test_failedRollupKeepsItsMarkerAndShowsLag():
+    """
+    A rollup that fails leaves its marker (it is tried at the next tick)
+    and the lag says how long it has been due.
+    """
+    source = "n:a"
+    shard = dirtyShard(source)
+    store = MarkedStore([(shard, source, 0, HOUR, 1)])
+    store.failing.add((source, 0))
+    rollup, clock = service(store, grace=0)
+    rollup.startService()
+    clock.advance(HOUR / 1000 + 100)
+    assert store.cleared == []
+    assert rollup.failures >= 1
+    assert rollup.backlog == 1
+    assert rollup.lag == pytest.approx(100, abs=10)
+    store.failing.clear()
+    clock.advance(10)
+    assert store.cleared == [(shard, source, 0, 1)]
+    assert (rollup.backlog, rollup.lag) == (0, 0.0)
+    rollup.stopService()
+
+
+def test_instancesShareTheShards():
+    """
+    Two instances look at disjoint halves of the marker shards, which
+    together are all of them, so each partition is rolled by one.
+    """
+    markers = [(dirtyShard(f"n:{i}"), f"n:{i}", 0, HOUR, 1) for i in range(50)]
+    first, second = MarkedStore(markers), MarkedStore(markers)
+    a, clockA = service(first, 0, 2)
+    b, clockB = service(second, 1, 2)
+    assert set(a.shards).isdisjoint(b.shards)
+    assert set(a.shards) | set(b.shards) == set(range(DIRTY_SHARDS))
+    for rollup, clock in ((a, clockA), (b, clockB)):
+        rollup.startService()
+        clock.advance(HOUR)
+    assert sorted(first.rolled + second.rolled) == sorted(
+        (f"n:{i}", 0) for i in range(50))
+    a.stopService()
+    b.stopService()
+
+
+def test_notReadyStoreIsLeftAlone():
+    """
+    While the store is not connected, ticks do nothing; stopping waits for
+    a rollup under way.
+    """
+    source = "n:a"
+    store = MarkedStore([(dirtyShard(source), source, 0, HOUR, 1)])
+    store.ready = False
+    rollup, clock = service(store)
+    rollup.startService()
+    clock.advance(HOUR)
+    assert store.rolled == []
+    store.ready = True
+    held = Deferred()
+    store.rollPartition = lambda source, bucket: held
+    clock.advance(10)
+    stopped = rollup.stopService()
+    assert stopped is not None and not stopped.called
+    held.callback(3)
+    assert stopped.called

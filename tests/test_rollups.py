@@ -1,0 +1,225 @@
+"""
+Rollups against the real Cassandra node: markers written with the points
+survive a restart, late points and rewrites roll a bucket up again, a
+marker written during a rollup is kept, rollups outlive raw points, and
+two instances roll each partition once.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import Clock, deferLater
+
+from meetrd.points import Point, freezeTags
+from meetrd.rollupservice import RollupService
+from meetrd.schema import dirtyShard
+from meetrd.settings import Shard, settingsFromMapping
+from meetrd.store import MetricStore
+from tests.support import uniqueKeyspace
+
+pytestmark = pytest.mark.cassandra
+
+HOUR = 3_600_000
+LEVELS = [{"resolution": "1m", "retention": 0}, {"resolution": "1h"}]
+
+
+def settingsFor(node, keyspace, **rollup):
+    return settingsFromMapping({
+        "cassandra": {"contact_points": [node[0]], "port": node[1],
+                      "keyspace": keyspace,
+                      "consistency": {"read": "ONE", "write": "ONE"},
+                      "request_timeout": "30s"},
+        "rollups": LEVELS, "rollup": {"grace": "0s", **rollup}}, "test")
+
+
+async def openStore(node, keyspace, retention=0):
+    settings = settingsFor(node, keyspace)
+    store = MetricStore(settings.cassandra, retention, reactor,
+                        rollups=settings.rollups)
+    await store.connect()
+    return store
+
+
+def serviceFor(store, node, keyspace, index=0, count=1, withClock=False):
+    """
+    A rollup service on a Clock set to now: ticks run when the test says.
+    """
+    clock = Clock()
+    clock.advance(time.time())
+    settings = settingsFor(node, keyspace)
+    rollup = RollupService(store, settings.rollup,
+                           Shard(index=index, count=count), clock)
+    return (rollup, clock) if withClock else rollup
+
+
+def rollupRows(cql, keyspace, source, resolution=60_000):
+    return list(cql.execute(
+        f"SELECT series_id, ts, raw_bucket, count, sum, min, max, first_value, "
+        f"last_value FROM {keyspace}.rollups WHERE resolution = %s AND "
+        f"source = %s ALLOW FILTERING", (resolution, source)))
+
+
+def markers(cql, keyspace, source):
+    return list(cql.execute(
+        f"SELECT bucket FROM {keyspace}.rollup_dirty WHERE shard = %s AND "
+        f"source = %s", (dirtyShard(source), source)))
+
+
+@pytest_twisted.async_yield_fixture()
+async def keyspace(cql):
+    """
+    A keyspace of the test's own.
+    """
+    name = uniqueKeyspace("rollup")
+    yield name
+    cql.execute(f"DROP KEYSPACE IF EXISTS {name}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_restartMidBucketLosesNoRollupWork(node, cql, keyspace):
+    """
+    Points written into the open bucket before and after a restart of the
+    writer are all in the rollup made once the bucket has closed: the
+    marker lives in Cassandra, not in the process.
+    """
+    tags = freezeTags({"node": "restart:1"})
+    if HOUR - time.time() * 1000 % HOUR < 10_000:
+        # Not across the end of an hour: the bucket must stay open.
+        await deferLater(reactor, 10, lambda: None)
+    now = int(time.time() * 1000)
+    bucket = now // HOUR
+    store = await openStore(node, keyspace)
+    await store.writePoints([Point("r", tags, bucket * HOUR + 1000, 1.0)])
+    await store.close()
+    assert [m.bucket for m in markers(cql, keyspace, "n:restart:1")] == \
+        [bucket]
+    store = await openStore(node, keyspace)
+    try:
+        await store.writePoints([Point("r", tags, bucket * HOUR + 2000, 2.0)])
+        rollup, clock = serviceFor(store, node, keyspace, withClock=True)
+        await rollup.tick()
+        assert rollup.rolled == 0  # the bucket is still open
+        clock.advance((bucket + 1) * HOUR / 1000 - time.time() + 1)
+        await rollup.tick()
+        assert rollup.rolled == 1
+        rows = rollupRows(cql, keyspace, "n:restart:1", HOUR)
+        assert [(r.count, r.sum) for r in rows] == [(2, 3.0)]
+        assert markers(cql, keyspace, "n:restart:1") == []
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_latePointAndRewriteRollAgain(node, cql, keyspace):
+    """
+    A late point into a bucket rolled up an hour ago, and a rewrite of a
+    point, mark the bucket again, and the next rollup includes them.
+    """
+    tags = freezeTags({"node": "late:1"})
+    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    store = await openStore(node, keyspace)
+    try:
+        rollup = serviceFor(store, node, keyspace)
+        await store.writePoints([Point("late", tags, old + i * 10_000, 1.0)
+                                 for i in range(6)])
+        await rollup.tick()
+        rows = rollupRows(cql, keyspace, "n:late:1")
+        assert [(r.count, r.sum) for r in rows] == [(6, 6.0)]
+        await store.writePoints([Point("late", tags, old + 65_000, 5.0)])
+        await rollup.tick()
+        rows = rollupRows(cql, keyspace, "n:late:1")
+        assert sorted((r.ts.timestamp() * 1000 - old, r.count, r.sum)
+                      for r in rows) == [(0, 6, 6.0), (60_000, 1, 5.0)]
+        await store.writePoints([Point("late", tags, old + 10_000, 100.0)])
+        await rollup.tick()
+        minute = [r for r in rollupRows(cql, keyspace, "n:late:1")
+                  if r.ts.timestamp() * 1000 == old][0]
+        assert (minute.count, minute.sum, minute.max) == (6, 105.0, 100.0)
+        assert rollup.rolled == 3
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_markerWrittenDuringRollupIsKept(node, cql, keyspace):
+    """
+    Clearing a marker at the write time it was read with keeps a marker
+    written after that read, so that the point behind it is rolled up.
+    """
+    tags = freezeTags({"node": "race:1"})
+    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    store = await openStore(node, keyspace)
+    try:
+        await store.writePoints([Point("race", tags, old, 1.0)])
+        shard = dirtyShard("n:race:1")
+        [(source, bucket, width, markedAt)] = [
+            m for m in await store.dirtyPartitions(shard)
+            if m[0] == "n:race:1"]
+        await deferLater(reactor, 0.01, lambda: None)
+        await store.writePoints([Point("race", tags, old + 1, 1.0)])
+        await store.clearDirty(shard, source, bucket, markedAt)
+        assert [m.bucket for m in markers(cql, keyspace, "n:race:1")] == \
+            [bucket]
+        [(_, _, _, later)] = [m for m in await store.dirtyPartitions(shard)
+                              if m[0] == "n:race:1"]
+        await store.clearDirty(shard, source, bucket, later)
+        assert markers(cql, keyspace, "n:race:1") == []
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rollupsOutliveRawPoints(node, cql, keyspace):
+    """
+    With a raw retention of 3 s and rollups kept forever, the rollup rows
+    are still there once the raw points have expired.
+    """
+    tags = freezeTags({"node": "expire:1"})
+    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    store = await openStore(node, keyspace, retention=3)
+    try:
+        await store.writePoints([Point("expire", tags, old + i * 1000, 2.0)
+                                 for i in range(30)])
+        await serviceFor(store, node, keyspace).tick()
+        await deferLater(reactor, 4, lambda: None)
+        raw = cql.execute(f"SELECT count(*) FROM {keyspace}.points WHERE "
+                          f"source = %s AND bucket = %s",
+                          ("n:expire:1", old // HOUR)).one()[0]
+        assert raw == 0
+        rows = rollupRows(cql, keyspace, "n:expire:1")
+        assert [(r.count, r.sum) for r in rows] == [(30, 60.0)]
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twoInstancesRollEachPartitionOnce(node, cql, keyspace):
+    """
+    Two instances sharing the marker shards roll 40 partitions between
+    them, each exactly once: the rollup rows written add up to one set.
+    """
+    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    first = await openStore(node, keyspace)
+    second = await openStore(node, keyspace)
+    try:
+        await first.writePoints([
+            Point("shared", freezeTags({"node": f"shared:{i}"}), old + j, 1.0)
+            for i in range(40) for j in range(3)])
+        a = serviceFor(first, node, keyspace, 0, 2)
+        b = serviceFor(second, node, keyspace, 1, 2)
+        await a.tick()
+        await b.tick()
+        assert a.rolled + b.rolled == 40
+        assert a.rolled > 0 and b.rolled > 0
+        # One series per partition, one row per level.
+        assert first.rollupRowsWritten + second.rollupRowsWritten == 40 * 2
+        await a.tick()
+        await b.tick()
+        assert a.rolled + b.rolled == 40
+    finally:
+        await first.close()
+        await second.close()
