@@ -38,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
+    serveStore,
     POINTS_PER_REQUEST,
     CpuWatch,
     makeRequests,
@@ -120,8 +121,7 @@ def naiveWorker(host: str, port: int, keyspace: str) -> None:
 def storeWorker(host: str, port: int, keyspace: str) -> None:
     import traceback
 
-    from twisted.internet import defer, reactor, stdio
-    from twisted.protocols.basic import LineReceiver
+    from twisted.internet import defer, reactor
 
     from bench.common import daemonSettingsFor
     from meetrd.settings import settingsFromMapping
@@ -161,42 +161,8 @@ def storeWorker(host: str, port: int, keyspace: str) -> None:
     handlers = {"prepare": prepare, "go": go}
     handlers.update(storeHandlers(store, settings))
 
-    class Commands(LineReceiver):
-        delimiter = b"\n"
-        MAX_LENGTH = 1 << 20
-
-        def connectionMade(self) -> None:
-            self.sendLine(b'{"ready": true}')
-
-        def lineReceived(self, line: bytes) -> None:
-            command = json.loads(line)
-            name = command.pop("cmd")
-            if name == "quit":
-                self.sendLine(b'{"bye": true}')
-                self.transport.loseConnection()
-                return
-            d = defer.ensureDeferred(handlers[name](**command))
-            d.addErrback(lambda f: {"error": f.getTraceback()})
-            d.addCallback(lambda answer: self.sendLine(
-                json.dumps(answer).encode()))
-
-        def connectionLost(self, reason: Any = None) -> None:
-            store.close().addBoth(lambda _: reactor.stop())
-
-    def started() -> None:
-        def connected(_: Any) -> None:
-            stdio.StandardIO(Commands())
-
-        def failed(f: Any) -> None:
-            sys.stdout.write(json.dumps({"error": f.getTraceback()}) + "\n")
-            sys.stdout.flush()
-            reactor.stop()
-
-        store.connect().addCallbacks(connected, failed)
-
     try:
-        reactor.callWhenRunning(started)
-        reactor.run()
+        serveStore(store, handlers, reactor)
     except Exception:
         traceback.print_exc()
 

@@ -1,7 +1,8 @@
 """
-meetrd's benchmarks: ingest (L{bench.ingest}) and search (L{bench.search})
-against the Cassandra node named by C{MEETR_TEST_CASSANDRA}, in a keyspace
-of their own that is dropped at the end::
+meetrd's benchmarks: ingest (L{bench.ingest}), search (L{bench.search})
+and scale (L{bench.scale}: 100,000 series) against the Cassandra node
+named by C{MEETR_TEST_CASSANDRA}, in keyspaces of their own that are
+dropped at the end::
 
     make bench                      # starts the local node when needed
     MEETR_TEST_CASSANDRA=127.0.0.1:19042 .venv/bin/python bench/run.py
@@ -68,6 +69,11 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
                              "the table")
     parser.add_argument("--no-ingest", action="store_true")
     parser.add_argument("--no-search", action="store_true")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="skip the scale benchmark (bench/scale.py, "
+                             "about 4 minutes)")
+    parser.add_argument("--only", choices=("ingest", "search", "scale"),
+                        help="run this benchmark only")
     parser.add_argument("--json", metavar="PATH",
                         help="also write every measurement as JSON")
     parser.add_argument("--keep", action="store_true",
@@ -76,23 +82,57 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
+    """
+    Run the benchmarks the options choose, print the table (and write the
+    JSON); exit status 1 when one of them failed.
+    """
     args = parseArgs(argv)
+    if args.only:
+        args.no_ingest = args.only != "ingest"
+        args.no_search = args.only != "search"
+        args.no_scale = args.only != "scale"
     shapes = [s for s in args.shapes.split(",") if s]
     for shape in shapes:
         if shape not in SHAPES:
             raise SystemExit(f"unknown shape {shape!r}")
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    results: dict[str, Any] = {"args": vars(args)}
+    ok = True
+    if not (args.no_ingest and args.no_search):
+        ok = runParties(args, shapes, results, log)
+    if not args.no_scale:
+        from bench.scale import Scale, parseArgs as scaleArgs
+
+        try:
+            results["scale"] = Scale(scaleArgs([]), log).run()
+            ok = ok and not results["scale"].get("aborted")
+        except Exception:
+            traceback.print_exc()
+            ok = False
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(report(results, args))
+    return 0 if ok else 1
+
+
+def runParties(args: argparse.Namespace, shapes: list[str],
+               results: dict[str, Any], log: Any) -> bool:
+    """
+    The ingest and search benchmarks: the parties started, measured and
+    stopped, their keyspace dropped; whether all went well.
+    """
     node = nodeAddress()
     keyspace = f"meetr_bench_{uuid.uuid4().hex[:10]}"
     cassandra = cassandraPid(node[1])
     workdir = Path(tempfile.mkdtemp(prefix="meetrd-bench-"))
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     log(f"bench: node {node[0]}:{node[1]} (pid {cassandra}), keyspace "
         f"{keyspace}, daemon folder {workdir}")
 
     from tests.support import Daemon
 
     started: list[Any] = []
-    results: dict[str, Any] = {"keyspace": keyspace, "args": vars(args)}
+    results["keyspace"] = keyspace
     ok = False
     try:
         # The store worker creates the keyspace and the tables first.
@@ -148,11 +188,7 @@ def main(argv: list[str]) -> int:
             started[1].close()
         if not args.keep and ok:
             shutil.rmtree(workdir, ignore_errors=True)
-
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(report(results, args))
-    return 0 if ok else 1
+    return ok
 
 
 def runIngest(bench: IngestBench, shapes: list[str], args: argparse.Namespace,
@@ -327,6 +363,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                        f"{ms['floor cassandra']:>11.1f}"
                        f"{ms['naive process']:>11.1f}"
                        f"{ms['http process']:>8.1f}")
+    scale = results.get("scale")
+    if scale:
+        from bench.scale import report as scaleReport
+
+        out.append("")
+        out.append(scaleReport(scale))
     return "\n".join(out)
 
 

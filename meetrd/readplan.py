@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 from meetrd.layout import bucketsBetween, slicesBetween
 from meetrd.points import Tags
+from meetrd.rollup import rollupPart
 from meetrd.schema import MAX_INDEX_FILTERS
 
 # Series named in one IN list at most.
@@ -290,3 +291,89 @@ def checkAnswerSize(points: int, maxPoints: int) -> None:
         raise SearchTooWide("interval", f"the answer would hold {points} "
                             f"values, more than {maxPoints}: widen interval "
                             f"or narrow from/to")
+
+
+@dataclass(frozen=True, slots=True)
+class RollupChoice:
+    """
+    The rollup level a search reads, and the part of its range (whole
+    level buckets) that level answers; the rest is read raw.
+    """
+
+    resolutionMs: int
+    fromMs: int
+    toMs: int
+
+
+def chooseRollup(fromMs: int, toMs: int, intervalMs: int | None,
+                 levels: Sequence[tuple[int, int, int]], nowMs: int
+                 ) -> RollupChoice | None:
+    """
+    The coarsest level that fits: its resolution divides the interval (if
+    any), it holds at least one whole level bucket of the range, after
+    the level was first configured (C{sinceMs}) and within its retention.
+
+    @param levels: C{(resolutionMs, retentionSeconds, sinceMs)} of each
+        level; a retention of 0 keeps forever.
+    """
+    for resolution, retention, since in sorted(levels, reverse=True):
+        if intervalMs is not None and intervalMs % resolution:
+            continue
+        lower = max(fromMs, since)
+        if retention:
+            lower = max(lower, nowMs - retention * 1000)
+        start = -(-lower // resolution) * resolution
+        end = (toMs + 1) // resolution * resolution - 1
+        if end >= start:
+            return RollupChoice(resolution, start, end)
+    return None
+
+
+def rawAround(series: Sequence[SeriesRow], fromMs: int, toMs: int,
+              choice: RollupChoice, pending: dict[str, set[int]],
+              sliceMs: int) -> list[tuple[dict[tuple[str, int], dict[int, list[bytes]]], int, int]]:
+    """
+    The raw reads of a search answered mostly from rollups: the edges of
+    the range outside whole level buckets, and the raw partitions inside
+    them that are still waiting for their rollup (C{pending}, by source),
+    each as C{(plan, fromMs, toMs)}.
+    """
+    parts = []
+    if fromMs < choice.fromMs:
+        parts.append((bucketsBySource(series, fromMs, choice.fromMs - 1,
+                                      sliceMs), fromMs, choice.fromMs - 1))
+    if choice.toMs < toMs:
+        parts.append((bucketsBySource(series, choice.toMs + 1, toMs,
+                                      sliceMs), choice.toMs + 1, toMs))
+    bySource: dict[tuple[str, int], list[bytes]] = {}
+    for row in series:
+        bySource.setdefault((row.source, row.bucketMs), []).append(
+            row.seriesId)
+    for (source, width), ids in sorted(bySource.items()):
+        for bucket in sorted(pending.get(source, ())):
+            start = max(bucket * width, choice.fromMs)
+            end = min((bucket + 1) * width - 1, choice.toMs)
+            if start <= end:
+                parts.append(({(source, width): {bucket: list(
+                    dict.fromkeys(ids))}}, start, end))
+    return parts
+
+
+def rollupReads(series: Sequence[SeriesRow], choice: RollupChoice
+                ) -> list[tuple[str, int, list[bytes]]]:
+    """
+    The reads of rollup rows: C{(source, part, seriesIds)}, at most
+    L{MAX_IN_SERIES} series each.
+    """
+    bySource: dict[str, dict[bytes, None]] = {}
+    for row in series:
+        bySource.setdefault(row.source, {})[row.seriesId] = None
+    first = rollupPart(choice.fromMs, choice.resolutionMs)
+    last = rollupPart(choice.toMs, choice.resolutionMs)
+    reads = []
+    for source, ids in sorted(bySource.items()):
+        listed = list(ids)
+        for part in range(first, last + 1):
+            for start in range(0, len(listed), MAX_IN_SERIES):
+                reads.append((source, part, listed[start:start + MAX_IN_SERIES]))
+    return reads

@@ -159,6 +159,15 @@ DELETE_DIRTY = (
     "DELETE FROM {ks}.rollup_dirty USING TIMESTAMP ? WHERE shard = ? "
     "AND source = ? AND bucket = ?"
 )
+SELECT_ROLLUPS = (
+    "SELECT series_id, toUnixTimestamp(ts), raw_bucket, count, sum, min, "
+    "max, toUnixTimestamp(first_ts), first_value, toUnixTimestamp(last_ts), "
+    "last_value FROM {ks}.rollups WHERE resolution = ? AND source = ? AND "
+    "part = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
+)
+SELECT_SOURCE_DIRTY = (
+    "SELECT bucket FROM {ks}.rollup_dirty WHERE shard = ? AND source = ?"
+)
 SELECT_RAW = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points "
     "WHERE source = ? AND bucket = ?"
@@ -242,6 +251,8 @@ class Statements:
     selectDirty: Any
     deleteDirty: Any
     selectRaw: Any
+    selectRollups: Any
+    selectSourceDirty: Any
     selectIndex: dict[int, Any] = field(default_factory=dict)
     selectLegacy: Any = None
 
@@ -256,20 +267,40 @@ def createTables(session: Any, settings: CassandraSettings,
         session.execute(ddl.format(ks=settings.keyspace), timeout=timeout)
 
 
+def fixedMeta(session: Any, keyspace: str, key: str, wanted: str,
+              timeout: float) -> str:
+    """
+    A setting fixed in the keyspace: the value recorded first, or
+    C{wanted}, recorded now, when none is (blocking).  Recording is a
+    lightweight transaction, so instances starting together agree.
+    """
+    from cassandra import ConsistencyLevel
+
+    record = session.prepare(SET_META.format(ks=keyspace))
+    session.execute(record, (key, wanted), timeout=timeout)
+    read = session.prepare(GET_META.format(ks=keyspace))
+    read.consistency_level = ConsistencyLevel.SERIAL
+    return list(session.execute(read, (key,), timeout=timeout))[0][0]
+
+
 def fixedSliceMs(session: Any, keyspace: str, wantedMs: int,
                  timeout: float) -> int:
     """
     The index slice of the keyspace: the one recorded when it was made,
-    or C{wantedMs}, recorded now, when none is (blocking).  Recording is
-    a lightweight transaction, so instances starting together agree.
+    or C{wantedMs} (blocking).
     """
-    set = session.prepare(SET_META.format(ks=keyspace))
-    session.execute(set, ("index_slice_ms", str(wantedMs)), timeout=timeout)
-    get = session.prepare(GET_META.format(ks=keyspace))
-    from cassandra import ConsistencyLevel
-    get.consistency_level = ConsistencyLevel.SERIAL
-    rows = list(session.execute(get, ("index_slice_ms",), timeout=timeout))
-    return int(rows[0][0])
+    return int(fixedMeta(session, keyspace, "index_slice_ms", str(wantedMs),
+                         timeout))
+
+
+def rollupSinceMs(session: Any, keyspace: str, resolutionMs: int,
+                  sinceMs: int, timeout: float) -> int:
+    """
+    From when a rollup level holds every point: the instant recorded when
+    the level was first configured, or C{sinceMs} (blocking).
+    """
+    return int(fixedMeta(session, keyspace, f"rollup_since_{resolutionMs}",
+                         str(sinceMs), timeout))
 
 
 def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
@@ -307,6 +338,8 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectDirty=session.prepare(SELECT_DIRTY.format(ks=ks)),
         deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
+        selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
+        selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
     )
     for count in range(MAX_INDEX_FILTERS + 1):
         statements.selectIndex[count] = session.prepare(SELECT_INDEX.format(

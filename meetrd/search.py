@@ -5,6 +5,7 @@ summaries merge into the answer.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -13,6 +14,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from meetrd.aggregate import Partial
+from meetrd.durations import formatDuration
 from meetrd.readplan import (
     SearchTooWide,
     SeriesRow,
@@ -21,7 +23,10 @@ from meetrd.readplan import (
     checkAnswerSize,
     checkIndexReads,
     checkPartitions,
+    chooseRollup,
     planIndex,
+    rawAround,
+    rollupReads,
 )
 from meetrd.settings import Limits
 from meetrd.store import ReadProgress, Summary
@@ -65,7 +70,8 @@ class Query:
 
 
 def answer(query: Query, series: Sequence[SeriesRow],
-           summaries: Sequence[Summary]) -> dict[str, Any]:
+           summaries: Sequence[Summary], resolution: str = "raw"
+           ) -> dict[str, Any]:
     """
     Merge summaries into the JSON answer of a search.
     """
@@ -96,6 +102,7 @@ def answer(query: Query, series: Sequence[SeriesRow],
         "to": query.toText,
         "aggregation": aggregation,
         "value": total.value(aggregation),
+        "resolution": resolution,
     }
     if query.intervalMs is not None:
         result["interval"] = query.intervalMs / 1000
@@ -139,9 +146,16 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
     (the series and the slices), then the partitions and the size of
     the answer, before any point is read.  With a C{clock}, the whole
     search fails with L{SearchTimedOut} after C{limits.search_timeout}.
+
+    With rollup levels, the coarsest level that fits answers the whole
+    level buckets of the range, except raw partitions still waiting for
+    their rollup; the rest (the edges, those partitions) is read raw, and
+    everything merges exactly.  The answer's C{resolution} says which
+    level was read (C{"raw"} when none).
     """
     progress = ReadProgress()
     maxPartitions = limits.max_search_partitions
+    nowSeconds = time.time if clock is None else clock.seconds
 
     async def search() -> dict[str, Any]:
         indexPlan = planIndex(query.fromMs, query.toMs, store.sliceMs,
@@ -150,17 +164,41 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
         series = await store.findSeries(
             query.metric, query.fromMs, query.toMs, query.tagFilters,
             limits.max_search_series, progress)
-        plan = bucketsBySource(series, query.fromMs, query.toMs,
-                               store.sliceMs)
-        checkPartitions(plan, len(indexPlan.reads), maxPartitions)
         checkAnswerSize(answerPoints(query.fromMs, query.toMs,
                                      query.intervalMs,
                                      groupCount(series, query.groupBy)),
                         limits.max_search_points)
-        summaries = await store.summarize(
-            plan, query.fromMs, query.toMs, query.intervalMs,
-            newestFirst=query.aggregation == "last", progress=progress)
-        return answer(query, series, summaries)
+        newestFirst = query.aggregation == "last"
+        choice = None
+        if getattr(store, "rollups", ()) and series:
+            choice = chooseRollup(query.fromMs, query.toMs, query.intervalMs,
+                                  store.rollupLevels(),
+                                  int(nowSeconds() * 1000))
+        if choice is None:
+            plan = bucketsBySource(series, query.fromMs, query.toMs,
+                                   store.sliceMs)
+            checkPartitions(plan, len(indexPlan.reads), maxPartitions)
+            summaries = await store.summarize(
+                plan, query.fromMs, query.toMs, query.intervalMs,
+                newestFirst=newestFirst, progress=progress)
+            return answer(query, series, summaries, "raw")
+        pending = await store.pendingPartitions(
+            {row.source for row in series}, progress)
+        raw = rawAround(series, query.fromMs, query.toMs, choice, pending,
+                        store.sliceMs)
+        reads = rollupReads(series, choice)
+        checkPartitions({}, len(indexPlan.reads) + len(reads) + sum(
+            len(b) for plan, _, _ in raw for b in plan.values()),
+            maxPartitions)
+        summaries = await store.rollupSummaries(
+            choice.resolutionMs, reads, choice.fromMs, choice.toMs, pending,
+            query.intervalMs, progress)
+        for plan, fromMs, toMs in raw:
+            summaries.extend(await store.summarize(
+                plan, fromMs, toMs, query.intervalMs,
+                newestFirst=newestFirst, progress=progress))
+        return answer(query, series, summaries,
+                      formatDuration(choice.resolutionMs / 1000))
 
     d = Deferred.fromCoroutine(search())
     if clock is None:

@@ -58,6 +58,10 @@ MAX_LONE_PER_BATCH = 10
 # Index rows sent together as one unlogged batch, when they share a
 # replica (the rows of one metric and slice are one partition).
 MAX_INDEX_PER_BATCH = 100
+# A rollup level answers for points from this long after it was first
+# configured: a point written before that with a timestamp after it (up to
+# limits.max_future ahead) would have no rollup.
+ROLLUP_SINCE_MARGIN_MS = 3_600_000
 # Rollup rows of one rollup partition sent as one unlogged batch at most.
 MAX_ROLLUP_PER_BATCH = 200
 # Index batches in flight at once.  A burst of new series (a fleet of new
@@ -148,6 +152,7 @@ class MetricStore:
         """
         self._settings = settings
         self.rollups = tuple(rollups)
+        self.rollupSince: dict[int, int] = {}
         self._ttl = retentionSeconds
         self._reactor = reactor
         self._connectionClass = connectionClass
@@ -278,6 +283,11 @@ class MetricStore:
             self.sliceMs = schema.fixedSliceMs(session, ks, self.sliceMs,
                                                timeout)
             self.legacy = schema.hasLegacyIndex(cluster, ks)
+            sinceMs = int(self._reactor.seconds() * 1000) + ROLLUP_SINCE_MARGIN_MS
+            self.rollupSince = {
+                resolution: schema.rollupSinceMs(session, ks, resolution,
+                                                 sinceMs, timeout)
+                for resolution, _ in self._levels()}
             statements = schema.prepare(
                 session, ks, bool(self._ttl),
                 getattr(ConsistencyLevel, settings.consistency.write),
@@ -385,12 +395,33 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        from cassandra.query import BatchStatement, BatchType
-
         cache = self._cache
         assert cache is not None
         now = self._reactor.seconds()
         plan = planWrite(points, cache, now)
+        if plan.dirtyRows:
+            # The rollup markers go first: a point is never in Cassandra
+            # without the marker that gets it rolled up.
+            marks = [self._run(statements.insertDirty, (
+                schema.dirtyShard(source), source, bucket, width))
+                for source, bucket, width in plan.dirtyRows]
+
+            def marked(results: list[tuple[bool, Any]]) -> Deferred[int]:
+                for ok, result in results:
+                    if not ok:
+                        result.raiseException()
+                return self._writePlan(statements, plan, cache, now)
+
+            return DeferredList(marks, consumeErrors=True).addCallback(marked)
+        return self._writePlan(statements, plan, cache, now)
+
+    def _writePlan(self, statements: schema.Statements, plan: Any,
+                   cache: WriteCache, now: float) -> Deferred[int]:
+        """
+        Send the index rows and points of a planned write.
+        """
+        from cassandra.query import BatchStatement, BatchType
+
         indexTTL = cache.ttl
         writeLevel = statements.insertPoint.consistency_level
         requests = []
@@ -411,9 +442,6 @@ class MetricStore:
         for source, bucket in plan.bucketRows:
             requests.append(self._run(statements.insertBucket,
                                       (source, bucket, indexTTL)))
-        for source, bucket, width in plan.dirtyRows:
-            requests.append(self._run(statements.insertDirty, (
-                schema.dirtyShard(source), source, bucket, width)))
         insert = statements.insertPoint
         ttlValue = (self._ttl,) if self._ttl else ()
         lone: dict[Any, list[Any]] = {}
@@ -468,8 +496,7 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        levels = [(int(level.resolution * 1000), int(level.retention))
-                  for level in self.rollups]
+        levels = self._levels()
 
         def compute(rows: list[Any]) -> Deferred[list[RollupRow]]:
             return deferToThreadPool(
@@ -505,6 +532,92 @@ class MetricStore:
 
         return self._read(statements.selectRaw, (source, bucket)).addCallback(
             compute).addCallback(write)
+
+    def _levels(self) -> list[tuple[int, int]]:
+        """
+        The rollup levels as C{(resolutionMs, retentionSeconds)}.
+        """
+        return [(int(level.resolution * 1000), int(level.retention))
+                for level in self.rollups]
+
+    def rollupLevels(self) -> list[tuple[int, int, int]]:
+        """
+        The rollup levels a search may read: C{(resolutionMs,
+        retentionSeconds, sinceMs)}.
+        """
+        return [(resolution, retention, self.rollupSince[resolution])
+                for resolution, retention in self._levels()
+                if resolution in self.rollupSince]
+
+    def pendingPartitions(self, sources: Iterable[str],
+                          progress: ReadProgress | None = None
+                          ) -> Deferred[dict[str, set[int]]]:
+        """
+        For each source, its raw buckets marked for rollup: still open,
+        not yet rolled up, or written again since (one read per source).
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        listed = sorted(set(sources))
+        if progress is not None:
+            progress.begin("reading the rollup markers", len(listed))
+        reads = [self._read(statements.selectSourceDirty,
+                            (schema.dirtyShard(source), source), progress)
+                 for source in listed]
+
+        def collect(results: list[tuple[bool, Any]]) -> dict[str, set[int]]:
+            pending = {}
+            for source, (ok, rows) in zip(listed, results):
+                if not ok:
+                    rows.raiseException()
+                if rows:
+                    pending[source] = {row[0] for row in rows}
+            return pending
+
+        return DeferredList(reads, consumeErrors=True).addCallback(collect)
+
+    def rollupSummaries(self, resolutionMs: int,
+                        reads: Sequence[tuple[str, int, list[bytes]]],
+                        fromMs: int, toMs: int, pending: dict[str, set[int]],
+                        intervalMs: int | None = None,
+                        progress: ReadProgress | None = None
+                        ) -> Deferred[list[Summary]]:
+        """
+        The rollup rows of one level in C{[fromMs, toMs]} (whole level
+        buckets) as summaries, per series, level bucket and raw partition
+        (per interval when C{intervalMs} is given), leaving out the rows of
+        raw partitions still C{pending}.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        if progress is not None:
+            progress.begin("reading rollups", len(reads))
+        requests = [self._read(statements.selectRollups, (
+            resolutionMs, source, part, ids, fromMs, toMs), progress)
+            for source, part, ids in reads]
+
+        def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
+            summaries = []
+            for (source, _, _), (ok, rows) in zip(reads, results):
+                if not ok:
+                    rows.raiseException()
+                skip = pending.get(source, ())
+                for (identifier, ts, rawBucket, count, total, low, high,
+                     firstTs, firstValue, lastTs, lastValue) in rows:
+                    if rawBucket in skip:
+                        continue
+                    summaries.append(Summary(
+                        identifier,
+                        None if intervalMs is None else ts - ts % intervalMs,
+                        Partial(count, total, low, high, firstTs, firstValue,
+                                lastTs, lastValue)))
+            return summaries
+
+        return DeferredList(requests, consumeErrors=True).addCallback(collect)
 
     def clearDirty(self, shard: int, source: str, bucket: int,
                    markedAt: int) -> Deferred[Any]:

@@ -80,7 +80,7 @@ def test_fourPointsSumToFour(daemon):
         assert reply.status == 200
     assert search(daemon, "meetr.four") == {
         "metric_id": "meetr.four", "from": MEETR_FROM, "to": MEETR_TO,
-        "aggregation": "sum", "value": 4.0}
+        "aggregation": "sum", "value": 4.0, "resolution": "raw"}
 
 
 def test_bulkInsertThenSearch(daemon):

@@ -223,3 +223,43 @@ async def test_twoInstancesRollEachPartitionOnce(node, cql, keyspace):
     finally:
         await first.close()
         await second.close()
+
+
+def test_daemonRollsUpAndReports(tmp_path, node, cql, keyspace):
+    """
+    A real twistd process with rollup levels rolls up the partitions it
+    writes to and reports it on /metrics; its searches say what they
+    read.
+    """
+    import json as jsonlib
+
+    from tests.support import Daemon, daemonSettings
+
+    settings = daemonSettings(keyspace, node)
+    settings["rollups"] = LEVELS
+    settings["rollup"] = {"interval": "200ms", "grace": "0s"}
+    daemon = Daemon(tmp_path, settings).start().waitReady()
+    try:
+        old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+        body = jsonlib.dumps([{"metric_id": "daemon.rolled", "ts": old + i,
+                               "value": 1, "tags": {"node": "d:1"}}
+                              for i in range(5)]).encode()
+        reply = daemon.post("/1.0/metrics", body, "application/json")
+        assert reply.status == 200
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            metrics = daemon.get("/metrics").body.decode()
+            if "meetr_rollup_partitions_total 1.0" in metrics:
+                break
+            time.sleep(0.2)
+        assert "meetr_rollup_partitions_total 1.0" in metrics, metrics
+        assert "meetr_rollup_backlog 0.0" in metrics
+        rows = rollupRows(cql, keyspace, "n:d:1")
+        assert [(r.count, r.sum) for r in rows] == [(5, 5.0)]
+        answer = daemon.get("/1.0/metrics", metric="daemon.rolled",
+                            **{"from": old, "to": old + HOUR,
+                               "aggregation": "count"}).json()
+        # Points from before the levels were first configured are read raw.
+        assert (answer["value"], answer["resolution"]) == (5, "raw")
+    finally:
+        daemon.stop()
