@@ -6,10 +6,32 @@ one partition, merged across partitions, series, groups and intervals.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last")
+# The same pattern as the OpenAPI document's: 0 < Q < 100, no leading zero.
+_PERCENTILE = re.compile(r"p(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]?(?:\.[0-9]+)?)")
+
+
+def percentileOf(aggregation: str) -> float | None:
+    """
+    The quantile (0 to 1, exclusive) of a percentile aggregation such as
+    C{p99} or C{p99.9}; C{None} for any other aggregation.
+    """
+    match = _PERCENTILE.fullmatch(aggregation)
+    if match is None:
+        return None
+    quantile = float(match.group(1)) / 100
+    return quantile if 0 < quantile < 1 else None
+
+
+def isAggregation(aggregation: str) -> bool:
+    """
+    Whether a search may ask for C{aggregation}.
+    """
+    return aggregation in AGGREGATIONS or percentileOf(aggregation) is not None
 
 
 @dataclass(slots=True)
@@ -30,6 +52,7 @@ class Partial:
     firstValue: float | None = None
     lastTs: int | None = None
     lastValue: float | None = None
+    sketch: Any = None
 
     def merge(self, other: "Partial") -> None:
         """
@@ -45,12 +68,24 @@ class Partial:
         if self.maximum is None or (other.maximum is not None
                                     and other.maximum > self.maximum):
             self.maximum = other.maximum
-        if other.firstTs is not None and (self.firstTs is None
-                                          or other.firstTs < self.firstTs):
+        # Points of several series at the same instant: the smallest value
+        # is first and the largest last, whatever the order of merging.
+        if other.firstTs is not None and (
+                self.firstTs is None
+                or (other.firstTs, other.firstValue)
+                < (self.firstTs, self.firstValue)):
             self.firstTs, self.firstValue = other.firstTs, other.firstValue
-        if other.lastTs is not None and (self.lastTs is None
-                                         or other.lastTs > self.lastTs):
+        if other.lastTs is not None and (
+                self.lastTs is None
+                or (other.lastTs, other.lastValue)
+                > (self.lastTs, self.lastValue)):
             self.lastTs, self.lastValue = other.lastTs, other.lastValue
+        if other.sketch is not None:
+            if self.sketch is None:
+                from meetrd.sketch import sketchOf
+
+                self.sketch = sketchOf(())
+            self.sketch.merge(other.sketch)
 
     def value(self, aggregation: str) -> float | int | None:
         """
@@ -80,7 +115,29 @@ class Partial:
             return self.firstValue
         if aggregation == "last":
             return self.lastValue
+        quantile = percentileOf(aggregation)
+        if quantile is not None:
+            if self.sketch is None:
+                return None
+            return float(self.sketch.get_quantile_value(quantile))
         raise ValueError(f"unknown aggregation {aggregation!r}")
+
+
+def summarizeValues(points: list[tuple[int, float]]) -> Partial:
+    """
+    The summary, with a quantile sketch, of some C{(tsMs, value)} points
+    of one series.
+    """
+    from meetrd.sketch import sketchOf
+
+    points.sort()
+    values = [value for _, value in points]
+    total = 0.0
+    for value in values:
+        total += value
+    return Partial(len(values), total, min(values), max(values),
+                   points[0][0], points[0][1], points[-1][0], points[-1][1],
+                   sketchOf(values))
 
 
 def mergeAll(partials: Iterable[Partial]) -> Partial:

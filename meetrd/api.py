@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from meetrd.aggregate import AGGREGATIONS
+from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
 from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
@@ -273,10 +273,13 @@ class MetricsAPI:
         if fromMs > toMs:
             raise FieldProblem("from", "must not be after 'to'")
         aggregation = _required(request, "aggregation")
-        if aggregation not in AGGREGATIONS:
+        if not isAggregation(aggregation):
+            problem = f"unknown aggregation {aggregation[:40]!r}"
+            if aggregation.startswith("p"):
+                problem += ": a percentile is pQ with 0 < Q < 100 (p50, p99.9)"
             raise ApiError(400, {
-                "error": f"unknown aggregation {aggregation[:40]!r}",
-                "field": "aggregation", "valid": list(AGGREGATIONS)})
+                "error": problem, "field": "aggregation",
+                "valid": [*AGGREGATIONS, "pQ"]})
         filters: dict[str, set[str]] = {}
         for tag in _args(request, "tag"):
             key, sep, value = tag.partition(":")

@@ -19,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from meetrd.sketch import encodeSketch, sketchOf
+from meetrd.aggregate import summarizeValues
+from meetrd.sketch import encodeSketch
 
 # Level buckets of one rollup partition.
 PART_BUCKETS = 256
@@ -92,11 +93,9 @@ def rollUp(rows: Iterable[tuple[bytes, int, float]],
 
 def _summary(resolution: int, identifier: bytes, ts: int,
              points: list[tuple[int, float]]) -> RollupRow:
-    values = [value for _, value in points]
-    total = 0.0
-    for value in values:
-        total += value
+    summary = summarizeValues(points)
     return RollupRow(
-        resolution, identifier, ts, len(values), total, min(values),
-        max(values), points[0][0], points[0][1], points[-1][0],
-        points[-1][1], encodeSketch(sketchOf(values)))
+        resolution, identifier, ts, summary.count, summary.total,
+        summary.minimum, summary.maximum, summary.firstTs,
+        summary.firstValue, summary.lastTs, summary.lastValue,
+        encodeSketch(summary.sketch))

@@ -165,6 +165,14 @@ SELECT_ROLLUPS = (
     "last_value FROM {ks}.rollups WHERE resolution = ? AND source = ? AND "
     "part = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
+# The same with each row's sketch, for percentiles.
+SELECT_ROLLUP_SKETCHES = SELECT_ROLLUPS.replace(
+    "last_value FROM", "last_value, sketch FROM")
+# Raw values, for percentiles over raw points.
+SELECT_VALUES = (
+    "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points WHERE "
+    "source = ? AND bucket = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
+)
 SELECT_SOURCE_DIRTY = (
     "SELECT bucket FROM {ks}.rollup_dirty WHERE shard = ? AND source = ?"
 )
@@ -252,6 +260,8 @@ class Statements:
     deleteDirty: Any
     selectRaw: Any
     selectRollups: Any
+    selectRollupSketches: Any
+    selectValues: Any
     selectSourceDirty: Any
     selectIndex: dict[int, Any] = field(default_factory=dict)
     selectLegacy: Any = None
@@ -339,6 +349,9 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
+        selectRollupSketches=session.prepare(
+            SELECT_ROLLUP_SKETCHES.format(ks=ks)),
+        selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
     )
     for count in range(MAX_INDEX_FILTERS + 1):

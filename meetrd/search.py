@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from meetrd.aggregate import Partial
+from meetrd.aggregate import Partial, percentileOf
 from meetrd.durations import formatDuration
 from meetrd.readplan import (
     SearchTooWide,
@@ -157,6 +157,15 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
     maxPartitions = limits.max_search_partitions
     nowSeconds = time.time if clock is None else clock.seconds
 
+    def rawSummaries(plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                     fromMs: int, toMs: int) -> Deferred[list[Summary]]:
+        if percentileOf(query.aggregation) is not None:
+            return store.valueSummaries(plan, fromMs, toMs, query.intervalMs,
+                                        progress)
+        return store.summarize(plan, fromMs, toMs, query.intervalMs,
+                               newestFirst=query.aggregation == "last",
+                               progress=progress)
+
     async def search() -> dict[str, Any]:
         indexPlan = planIndex(query.fromMs, query.toMs, store.sliceMs,
                               query.tagFilters, limits.max_search_series)
@@ -168,7 +177,7 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
                                      query.intervalMs,
                                      groupCount(series, query.groupBy)),
                         limits.max_search_points)
-        newestFirst = query.aggregation == "last"
+        sketches = percentileOf(query.aggregation) is not None
         choice = None
         if getattr(store, "rollups", ()) and series:
             choice = chooseRollup(query.fromMs, query.toMs, query.intervalMs,
@@ -178,9 +187,7 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
             plan = bucketsBySource(series, query.fromMs, query.toMs,
                                    store.sliceMs)
             checkPartitions(plan, len(indexPlan.reads), maxPartitions)
-            summaries = await store.summarize(
-                plan, query.fromMs, query.toMs, query.intervalMs,
-                newestFirst=newestFirst, progress=progress)
+            summaries = await rawSummaries(plan, query.fromMs, query.toMs)
             return answer(query, series, summaries, "raw")
         pending = await store.pendingPartitions(
             {row.source for row in series}, progress)
@@ -192,11 +199,9 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
             maxPartitions)
         summaries = await store.rollupSummaries(
             choice.resolutionMs, reads, choice.fromMs, choice.toMs, pending,
-            query.intervalMs, progress)
+            query.intervalMs, progress, sketches)
         for plan, fromMs, toMs in raw:
-            summaries.extend(await store.summarize(
-                plan, fromMs, toMs, query.intervalMs,
-                newestFirst=newestFirst, progress=progress))
+            summaries.extend(await rawSummaries(plan, fromMs, toMs))
         return answer(query, series, summaries,
                       formatDuration(choice.resolutionMs / 1000))
 

@@ -29,7 +29,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from meetrd import schema
-from meetrd.aggregate import Partial
+from meetrd.aggregate import Partial, summarizeValues
 from meetrd.driverbridge import executeAsync
 from meetrd.points import Point
 from meetrd.readplan import (
@@ -45,6 +45,7 @@ from meetrd.readplan import (
     sourcesToPrune,
 )
 from meetrd.rollup import RollupRow, rollUp
+from meetrd.sketch import decodeSketch
 from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 from meetrd.writeplan import WriteCache, planWrite
@@ -582,13 +583,15 @@ class MetricStore:
                         reads: Sequence[tuple[str, int, list[bytes]]],
                         fromMs: int, toMs: int, pending: dict[str, set[int]],
                         intervalMs: int | None = None,
-                        progress: ReadProgress | None = None
+                        progress: ReadProgress | None = None,
+                        sketches: bool = False
                         ) -> Deferred[list[Summary]]:
         """
         The rollup rows of one level in C{[fromMs, toMs]} (whole level
         buckets) as summaries, per series, level bucket and raw partition
         (per interval when C{intervalMs} is given), leaving out the rows of
-        raw partitions still C{pending}.
+        raw partitions still C{pending}.  With C{sketches}, each summary
+        carries its quantile sketch.
         """
         try:
             statements = self._require()
@@ -596,7 +599,9 @@ class MetricStore:
             return _failed(e)
         if progress is not None:
             progress.begin("reading rollups", len(reads))
-        requests = [self._read(statements.selectRollups, (
+        statement = (statements.selectRollupSketches if sketches
+                     else statements.selectRollups)
+        requests = [self._read(statement, (
             resolutionMs, source, part, ids, fromMs, toMs), progress)
             for source, part, ids in reads]
 
@@ -606,16 +611,52 @@ class MetricStore:
                 if not ok:
                     rows.raiseException()
                 skip = pending.get(source, ())
-                for (identifier, ts, rawBucket, count, total, low, high,
-                     firstTs, firstValue, lastTs, lastValue) in rows:
+                for row in rows:
+                    (identifier, ts, rawBucket, count, total, low, high,
+                     firstTs, firstValue, lastTs, lastValue) = row[:11]
                     if rawBucket in skip:
                         continue
                     summaries.append(Summary(
                         identifier,
                         None if intervalMs is None else ts - ts % intervalMs,
                         Partial(count, total, low, high, firstTs, firstValue,
-                                lastTs, lastValue)))
+                                lastTs, lastValue,
+                                decodeSketch(row[11]) if sketches else None)))
             return summaries
+
+        return DeferredList(requests, consumeErrors=True).addCallback(collect)
+
+    def valueSummaries(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                       fromMs: int, toMs: int, intervalMs: int | None = None,
+                       progress: ReadProgress | None = None
+                       ) -> Deferred[list[Summary]]:
+        """
+        Summaries with quantile sketches of the raw points of a read plan
+        in the inclusive range, per series (and interval): every point is
+        read, for percentiles.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        reads = partitionReads(plan)
+        if progress is not None:
+            progress.begin("reading points", len(reads))
+        requests = [self._read(statements.selectValues,
+                               (source, bucket, ids, fromMs, toMs), progress)
+                    for source, bucket, ids in reads]
+
+        def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
+            groups: dict[tuple[bytes, int | None], list[tuple[int, float]]] = {}
+            for ok, rows in results:
+                if not ok:
+                    rows.raiseException()
+                for identifier, ts, value in rows:
+                    start = None if intervalMs is None else ts - ts % intervalMs
+                    groups.setdefault((identifier, start), []).append(
+                        (ts, value))
+            return [Summary(identifier, start, summarizeValues(points))
+                    for (identifier, start), points in groups.items()]
 
         return DeferredList(requests, consumeErrors=True).addCallback(collect)
 

@@ -52,6 +52,9 @@ class HeldStore:
     def summarize(self, *args, **kwargs):
         return succeed([])
 
+    def valueSummaries(self, *args, **kwargs):
+        return succeed([])
+
 
 def client(settings, store=None):
     store = store or HeldStore()
@@ -229,3 +232,26 @@ def test_noTokensMeansOpen():
     store.writes[0][1].callback(1)
     treq.flush()
     assert result(pending).code == 200
+
+
+def test_badAggregationsAnswer400():
+    """
+    An unknown aggregation, or a percentile outside (0, 100), is refused
+    with a 400 naming the field; a percentile inside is taken.
+    """
+    treq, store, api = client({})
+    for aggregation in ("p0", "p150", "p100", "median", "p-5"):
+        reply = result(treq.get(SEARCH.replace("aggregation=sum",
+                                               f"aggregation={aggregation}")))
+        assert reply.code == 400, aggregation
+        body = json.loads(result(reply.content()))
+        assert body["field"] == "aggregation"
+        assert "pQ" in body["valid"]
+    taken = treq.get(SEARCH.replace("aggregation=sum", "aggregation=p99.9"))
+    treq.flush()
+    store.searches[0].callback([])
+    treq.flush()
+    reply = result(taken)
+    assert reply.code == 200
+    body = json.loads(result(reply.content()))
+    assert (body["aggregation"], body["value"]) == ("p99.9", None)

@@ -35,7 +35,8 @@ HOUR = 60 * MINUTE
 # Six hours that ended at least two hours ago: every bucket has closed.
 WINDOW = 6 * HOUR
 START = (int(time.time() * 1000) // HOUR - 9) * HOUR
-AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last")
+AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last", "p50",
+                "p99", "p0.5")
 SERIES = [freezeTags({"node": "exact:1", "cpu": "0"}),
           freezeTags({"node": "exact:1", "cpu": "1"}),
           freezeTags({"node": "exact:2", "cpu": "0"}),

@@ -226,3 +226,48 @@ def test_notReadyStoreIsLeftAlone():
     assert stopped is not None and not stopped.called
     held.callback(3)
     assert stopped.called
+
+
+def test_percentileNames():
+    """
+    pQ is a percentile for any Q strictly between 0 and 100, written
+    without a leading zero; anything else is not.
+    """
+    from meetrd.aggregate import isAggregation, percentileOf
+
+    assert percentileOf("p50") == 0.5
+    assert percentileOf("p99.9") == pytest.approx(0.999)
+    assert percentileOf("p0.5") == 0.005
+    for bad in ("p0", "p0.0", "p100", "p150", "p05", "p-1", "p1e1", "p",
+                "P50", "p50 "):
+        assert percentileOf(bad) is None, bad
+        assert not isAggregation(bad)
+    assert isAggregation("sum") and isAggregation("p1")
+
+
+def test_percentilesWithinOnePercent():
+    """
+    A percentile from sketches merged across many parts is within 1%
+    (relative) of the value at that rank, and equals the one from a single
+    sketch of all the values.
+    """
+    import random
+
+    from meetrd.aggregate import Partial, summarizeValues
+
+    rng = random.Random(7)
+    values = [rng.lognormvariate(3, 2) for _ in range(5000)]
+    parts = [values[i:i + 97] for i in range(0, len(values), 97)]
+    merged = Partial()
+    for part in parts:
+        merged.merge(summarizeValues([(i, v) for i, v in enumerate(part)]))
+    whole = summarizeValues([(i, v) for i, v in enumerate(values)])
+    ranked = sorted(values)
+    for name, q in (("p1", 0.01), ("p50", 0.5), ("p99", 0.99),
+                    ("p99.9", 0.999)):
+        exact = ranked[int(q * (len(values) - 1))]
+        assert merged.value(name) == pytest.approx(exact, rel=0.01)
+        assert merged.value(name) == pytest.approx(whole.value(name),
+                                                   rel=1e-12)
+    assert merged.count == 5000
+    assert Partial().value("p50") is None
