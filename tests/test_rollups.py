@@ -17,6 +17,7 @@ from twisted.internet.task import Clock, deferLater
 from meetrd.points import Point, freezeTags
 from meetrd.rollupservice import RollupService
 from meetrd.schema import dirtyShard
+from meetrd.search import Query, runSearch
 from meetrd.settings import Shard, settingsFromMapping
 from meetrd.store import MetricStore
 from tests.support import uniqueKeyspace
@@ -176,7 +177,8 @@ async def test_markerWrittenDuringRollupIsKept(node, cql, keyspace):
 async def test_rollupsOutliveRawPoints(node, cql, keyspace):
     """
     With a raw retention of 3 s and rollups kept forever, the rollup rows
-    are still there once the raw points have expired.
+    are still there once the raw points have expired, and searches answer
+    from them alone.
     """
     tags = freezeTags({"node": "expire:1"})
     old = (int(time.time() * 1000) // HOUR - 2) * HOUR
@@ -192,6 +194,17 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
         assert raw == 0
         rows = rollupRows(cql, keyspace, "n:expire:1")
         assert [(r.count, r.sum) for r in rows] == [(30, 60.0)]
+        # The levels answer for points written since they were configured
+        # (an hour after); these points are older on purpose.
+        store.rollupSince = {level: 0 for level in store.rollupSince}
+        settings = settingsFor(node, keyspace)
+        for query, resolution in (
+                (Query("expire", "a", "b", old, old + HOUR - 1, "sum"), "1h"),
+                (Query("expire", "a", "b", old, old + 59_999, "count",
+                       intervalMs=60_000), "1m")):
+            found = await runSearch(store, query, settings.limits)
+            assert found["resolution"] == resolution
+            assert found["value"] == (60.0 if resolution == "1h" else 30)
     finally:
         await store.close()
 
