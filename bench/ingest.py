@@ -38,7 +38,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
-    serveStore,
     POINTS_PER_REQUEST,
     CpuWatch,
     makeRequests,
@@ -46,6 +45,7 @@ from bench.common import (  # noqa: E402
     serveBlocking,
     toPoints,
 )
+from bench.workerloop import serveStore  # noqa: E402
 
 METHODS = ("a", "b", "c")
 METHOD_NAMES = {"a": "driver loop", "b": "store", "c": "http"}

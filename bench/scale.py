@@ -79,7 +79,6 @@ if _CODE:
     sys.path.insert(0, _CODE)
 
 from bench.common import (  # noqa: E402
-    serveStore,
     CpuWatch,
     Worker,
     cassandraPid,
@@ -89,6 +88,7 @@ from bench.common import (  # noqa: E402
     now,
     serveBlocking,
 )
+from bench.workerloop import serveStore  # noqa: E402
 
 METRIC = "scale.cpu"
 OLD_COMMIT = "5799c91"
