@@ -165,6 +165,24 @@ SELECT_ROLLUPS = (
     "last_value FROM {ks}.rollups WHERE resolution = ? AND source = ? AND "
     "part = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
+# Rollup rows summed up by Cassandra, per series (and per interval), for
+# sources with no raw partition waiting for its rollup: the first row of a
+# group gives its first point, or, read newest first, its last one.
+ROLLUP_AGGREGATES = ("sum(count), sum(sum), min(min), max(max), "
+                     "toUnixTimestamp(first_ts), first_value, "
+                     "toUnixTimestamp(last_ts), last_value")
+ROLLUP_SUMMARY = (
+    "SELECT series_id, " + ROLLUP_AGGREGATES + " FROM {ks}.rollups WHERE "
+    "resolution = ? AND source = ? AND part = ? AND series_id IN ? AND "
+    "ts >= ? AND ts <= ? GROUP BY series_id"
+)
+ROLLUP_BY_INTERVAL = (
+    "SELECT series_id, toUnixTimestamp(floor(ts, ?, ?)), " +
+    ROLLUP_AGGREGATES + " FROM {ks}.rollups WHERE resolution = ? AND "
+    "source = ? AND part = ? AND series_id IN ? AND ts >= ? AND ts <= ? "
+    "GROUP BY series_id, floor(ts, ?, ?)"
+)
+ROLLUP_NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC, raw_bucket DESC"
 # The same with each row's sketch, for percentiles.
 SELECT_ROLLUP_SKETCHES = SELECT_ROLLUPS.replace(
     "last_value FROM", "last_value, sketch FROM")
@@ -261,6 +279,10 @@ class Statements:
     selectRaw: Any
     selectRollups: Any
     selectRollupSketches: Any
+    rollupSummary: Any
+    rollupSummaryLast: Any
+    rollupByInterval: Any
+    rollupByIntervalLast: Any
     selectValues: Any
     selectSourceDirty: Any
     selectIndex: dict[int, Any] = field(default_factory=dict)
@@ -351,6 +373,12 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
         selectRollupSketches=session.prepare(
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),
+        rollupSummary=_unpaged(session.prepare(ROLLUP_SUMMARY.format(ks=ks))),
+        rollupSummaryLast=_unpaged(session.prepare(
+            ROLLUP_SUMMARY.format(ks=ks) + ROLLUP_NEWEST_FIRST)),
+        rollupByInterval=session.prepare(ROLLUP_BY_INTERVAL.format(ks=ks)),
+        rollupByIntervalLast=session.prepare(
+            ROLLUP_BY_INTERVAL.format(ks=ks) + ROLLUP_NEWEST_FIRST),
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
     )

@@ -199,7 +199,8 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
             maxPartitions)
         summaries = await store.rollupSummaries(
             choice.resolutionMs, reads, choice.fromMs, choice.toMs, pending,
-            query.intervalMs, progress, sketches)
+            query.intervalMs, progress, sketches,
+            newestFirst=query.aggregation == "last")
         for plan, fromMs, toMs in raw:
             summaries.extend(await rawSummaries(plan, fromMs, toMs))
         return answer(query, series, summaries,

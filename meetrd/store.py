@@ -584,14 +584,19 @@ class MetricStore:
                         fromMs: int, toMs: int, pending: dict[str, set[int]],
                         intervalMs: int | None = None,
                         progress: ReadProgress | None = None,
-                        sketches: bool = False
+                        sketches: bool = False, newestFirst: bool = False
                         ) -> Deferred[list[Summary]]:
         """
         The rollup rows of one level in C{[fromMs, toMs]} (whole level
-        buckets) as summaries, per series, level bucket and raw partition
-        (per interval when C{intervalMs} is given), leaving out the rows of
-        raw partitions still C{pending}.  With C{sketches}, each summary
-        carries its quantile sketch.
+        buckets) as summaries, per series (and per interval when
+        C{intervalMs} is given), leaving out the rows of raw partitions
+        still C{pending}.
+
+        Where no raw partition of a source is pending, Cassandra sums the
+        rows up itself (knowing each group's first point, or with
+        C{newestFirst} its last); otherwise, or with C{sketches} (each
+        summary then carries its quantile sketch), the rows are read and
+        merged here.
         """
         try:
             statements = self._require()
@@ -599,17 +604,41 @@ class MetricStore:
             return _failed(e)
         if progress is not None:
             progress.begin("reading rollups", len(reads))
-        statement = (statements.selectRollupSketches if sketches
-                     else statements.selectRollups)
-        requests = [self._read(statement, (
-            resolutionMs, source, part, ids, fromMs, toMs), progress)
-            for source, part, ids in reads]
+        origin = None if intervalMs is None else fromMs - fromMs % intervalMs
+
+        def aggregated(source: str) -> bool:
+            return not sketches and not pending.get(source)
+
+        requests = []
+        for source, part, ids in reads:
+            window = (resolutionMs, source, part, ids, fromMs, toMs)
+            if not aggregated(source):
+                statement = (statements.selectRollupSketches if sketches
+                             else statements.selectRollups)
+                requests.append(self._read(statement, window, progress))
+            elif intervalMs is None:
+                requests.append(self._read(
+                    statements.rollupSummaryLast if newestFirst
+                    else statements.rollupSummary, window, progress))
+            else:
+                from cassandra.util import Duration
+
+                width = Duration(0, 0, intervalMs * 1_000_000)
+                requests.append(self._read(
+                    statements.rollupByIntervalLast if newestFirst
+                    else statements.rollupByInterval,
+                    (width, origin, *window, width, origin), progress))
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
             for (source, _, _), (ok, rows) in zip(reads, results):
                 if not ok:
                     rows.raiseException()
+                if aggregated(source):
+                    summaries.extend(_rollupSummaryFromRow(
+                        row, intervalMs is not None, newestFirst)
+                        for row in rows)
+                    continue
                 skip = pending.get(source, ())
                 for row in rows:
                     (identifier, ts, rawBucket, count, total, low, high,
@@ -873,6 +902,26 @@ def _summaryFromRow(row: Sequence[Any], byInterval: bool,
         partial.lastTs, partial.lastValue = ts, value
     else:
         partial.firstTs, partial.firstValue = ts, value
+    return Summary(seriesId, intervalStart, partial)
+
+
+def _rollupSummaryFromRow(row: Sequence[Any], byInterval: bool,
+                          newestFirst: bool) -> Summary:
+    """
+    A L{Summary} from one row of a rollup summary query: the first row of
+    its group gave the first point, or, read newest first, the last one.
+    """
+    if byInterval:
+        seriesId, intervalStart, *rest = row
+    else:
+        seriesId, *rest = row
+        intervalStart = None
+    count, total, low, high, firstTs, firstValue, lastTs, lastValue = rest
+    partial = Partial(count=count, total=total, minimum=low, maximum=high)
+    if newestFirst:
+        partial.lastTs, partial.lastValue = lastTs, lastValue
+    else:
+        partial.firstTs, partial.firstValue = firstTs, firstValue
     return Summary(seriesId, intervalStart, partial)
 
 
