@@ -351,6 +351,24 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         statement.consistency_level = writeLevel
         return statement
 
+    def summaries(prefix: str, whole: str, byInterval: str,
+                  newestFirst: str) -> dict[str, Any]:
+        """
+        The four summary statements of a table: whole range or by
+        interval, oldest or newest first.
+        """
+        def named(name: str) -> str:
+            return prefix + name[0].upper() + name[1:] if prefix else name
+
+        return {
+            named("summary"): _unpaged(session.prepare(whole.format(ks=ks))),
+            named("summaryLast"): _unpaged(session.prepare(
+                whole.format(ks=ks) + newestFirst)),
+            named("byInterval"): session.prepare(byInterval.format(ks=ks)),
+            named("byIntervalLast"): session.prepare(
+                byInterval.format(ks=ks) + newestFirst),
+        }
+
     statements = Statements(
         insertPoint=written(INSERT_POINT.format(ks=ks) +
                             (WITH_TTL if withTTL else "")),
@@ -359,12 +377,7 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         insertSlice=written(INSERT_SLICE.format(ks=ks)),
         selectBuckets=session.prepare(SELECT_BUCKETS.format(ks=ks)),
         selectSlices=session.prepare(SELECT_SLICES.format(ks=ks)),
-        summary=_unpaged(session.prepare(SUMMARY.format(ks=ks))),
-        summaryLast=_unpaged(session.prepare(
-            SUMMARY.format(ks=ks) + NEWEST_FIRST)),
-        byInterval=session.prepare(SUMMARY_BY_INTERVAL.format(ks=ks)),
-        byIntervalLast=session.prepare(
-            SUMMARY_BY_INTERVAL.format(ks=ks) + NEWEST_FIRST),
+        **summaries("", SUMMARY, SUMMARY_BY_INTERVAL, NEWEST_FIRST),
         insertRollup=written(INSERT_ROLLUP.format(ks=ks)),
         insertDirty=written(INSERT_DIRTY.format(ks=ks)),
         selectDirty=session.prepare(SELECT_DIRTY.format(ks=ks)),
@@ -373,12 +386,8 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
         selectRollupSketches=session.prepare(
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),
-        rollupSummary=_unpaged(session.prepare(ROLLUP_SUMMARY.format(ks=ks))),
-        rollupSummaryLast=_unpaged(session.prepare(
-            ROLLUP_SUMMARY.format(ks=ks) + ROLLUP_NEWEST_FIRST)),
-        rollupByInterval=session.prepare(ROLLUP_BY_INTERVAL.format(ks=ks)),
-        rollupByIntervalLast=session.prepare(
-            ROLLUP_BY_INTERVAL.format(ks=ks) + ROLLUP_NEWEST_FIRST),
+        **summaries("rollup", ROLLUP_SUMMARY, ROLLUP_BY_INTERVAL,
+                    ROLLUP_NEWEST_FIRST),
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
     )

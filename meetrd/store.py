@@ -897,12 +897,22 @@ def _summaryFromRow(row: Sequence[Any], byInterval: bool,
     else:
         seriesId, ts, value, count, total, low, high = row
         intervalStart = None
+    return Summary(seriesId, intervalStart, _partial(
+        count, total, low, high, (ts, value), newestFirst))
+
+
+def _partial(count: int, total: float, low: float, high: float,
+             edge: tuple[int, float], newestFirst: bool) -> Partial:
+    """
+    A summary that knows its first point, or with C{newestFirst} its
+    last one (C{edge}).
+    """
     partial = Partial(count=count, total=total, minimum=low, maximum=high)
     if newestFirst:
-        partial.lastTs, partial.lastValue = ts, value
+        partial.lastTs, partial.lastValue = edge
     else:
-        partial.firstTs, partial.firstValue = ts, value
-    return Summary(seriesId, intervalStart, partial)
+        partial.firstTs, partial.firstValue = edge
+    return partial
 
 
 def _rollupSummaryFromRow(row: Sequence[Any], byInterval: bool,
@@ -917,12 +927,9 @@ def _rollupSummaryFromRow(row: Sequence[Any], byInterval: bool,
         seriesId, *rest = row
         intervalStart = None
     count, total, low, high, firstTs, firstValue, lastTs, lastValue = rest
-    partial = Partial(count=count, total=total, minimum=low, maximum=high)
-    if newestFirst:
-        partial.lastTs, partial.lastValue = lastTs, lastValue
-    else:
-        partial.firstTs, partial.firstValue = firstTs, firstValue
-    return Summary(seriesId, intervalStart, partial)
+    edge = (lastTs, lastValue) if newestFirst else (firstTs, firstValue)
+    return Summary(seriesId, intervalStart, _partial(
+        count, total, low, high, edge, newestFirst))
 
 
 def _describe(error: BaseException) -> str:
