@@ -271,3 +271,36 @@ def test_percentilesWithinOnePercent():
                                                    rel=1e-12)
     assert merged.count == 5000
     assert Partial().value("p50") is None
+
+
+def test_sketchesDecodeAsTheLibraryDoes():
+    """
+    Decoding a stored sketch gives the same counts and quantiles, and
+    merges the same, as the library's own decoder, for positive, negative
+    and zero values and empty sketches.
+    """
+    import random
+
+    from ddsketch.pb.ddsketch_pb2 import DDSketch as Message
+    from ddsketch.pb.proto import DDSketchProto
+
+    from meetrd.sketch import decodeSketch, encodeSketch, sketchOf
+
+    rng = random.Random(3)
+    for _ in range(200):
+        values = [rng.choice([0.0, rng.uniform(-1e3, 1e3),
+                              rng.lognormvariate(0, 3),
+                              -rng.lognormvariate(0, 3)])
+                  for _ in range(rng.randint(0, 300))]
+        data = encodeSketch(sketchOf(values))
+        message = Message()
+        message.ParseFromString(data)
+        expected = DDSketchProto.from_proto(message)
+        found = decodeSketch(data)
+        assert found.count == expected.count == len(values)
+        more = sketchOf([1.0, 2.0, -3.0])
+        for sketch in (found, expected):
+            sketch.merge(more)
+        for q in (0.001, 0.25, 0.5, 0.99, 0.999):
+            assert found.get_quantile_value(q) == \
+                expected.get_quantile_value(q)
