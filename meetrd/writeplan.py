@@ -176,9 +176,8 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
         else:
             source, width = nodePlacement[node]
         widths[source] = width
-        if len(seriesPoints) == 1:
-            # A scrape: one point per series.
-            point = seriesPoints[0]
+        slices = set()
+        for point in seriesPoints:
             ts = point.ts_ms
             partitionKey = (source, ts // width)
             rows = partitions.get(partitionKey)
@@ -186,19 +185,7 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
                 partitions[partitionKey] = [(identifier, ts, point.value)]
             else:
                 rows.append((identifier, ts, point.value))
-            slices: Iterable[int] = (ts // sliceMs,)
-        else:
-            found = set()
-            for point in seriesPoints:
-                ts = point.ts_ms
-                partitionKey = (source, ts // width)
-                rows = partitions.get(partitionKey)
-                if rows is None:
-                    partitions[partitionKey] = [(identifier, ts, point.value)]
-                else:
-                    rows.append((identifier, ts, point.value))
-                found.add(ts // sliceMs)
-            slices = found
+            slices.add(ts // sliceMs)
         for number in slices:
             cacheKey = (identifier, number, source)
             when = written.get(cacheKey)

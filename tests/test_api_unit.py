@@ -76,6 +76,18 @@ def result(d):
     return out[0]
 
 
+def answeredAfterSearch(treq, store, pending):
+    """
+    Release the store's first held search; the code and JSON body of the
+    answer to C{pending}.
+    """
+    treq.flush()
+    store.searches[0].callback([])
+    treq.flush()
+    reply = result(pending)
+    return reply.code, json.loads(result(reply.content()))
+
+
 def test_writesOverCapAnswer503AtOnce():
     """
     Past max_writes_in_flight, a write is answered 503 with Retry-After at
@@ -158,13 +170,10 @@ def test_answerOverTheCapAnswers400():
     with a 400 that says to widen the interval, before any point is read.
     """
     treq, store, api = client({"limits": {"max_search_points": 10}})
-    pending = treq.get(SEARCH.replace("to=10", "to=11") + "&interval=1s")
-    treq.flush()
-    store.searches[0].callback([])
-    treq.flush()
-    reply = result(pending)
-    assert reply.code == 400
-    body = json.loads(result(reply.content()))
+    code, body = answeredAfterSearch(
+        treq, store, treq.get(SEARCH.replace("to=10", "to=11") +
+                              "&interval=1s"))
+    assert code == 400
     assert body["field"] == "interval"
     assert "widen interval" in body["error"]
 
@@ -247,11 +256,7 @@ def test_badAggregationsAnswer400():
         body = json.loads(result(reply.content()))
         assert body["field"] == "aggregation"
         assert "pQ" in body["valid"]
-    taken = treq.get(SEARCH.replace("aggregation=sum", "aggregation=p99.9"))
-    treq.flush()
-    store.searches[0].callback([])
-    treq.flush()
-    reply = result(taken)
-    assert reply.code == 200
-    body = json.loads(result(reply.content()))
+    code, body = answeredAfterSearch(treq, store, treq.get(
+        SEARCH.replace("aggregation=sum", "aggregation=p99.9")))
+    assert code == 200
     assert (body["aggregation"], body["value"]) == ("p99.9", None)
