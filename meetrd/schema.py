@@ -299,6 +299,11 @@ def createTables(session: Any, settings: CassandraSettings,
         session.execute(ddl.format(ks=settings.keyspace), timeout=timeout)
 
 
+# Whether a keyspace holds any point (of the current or the legacy layout
+# alike: both write the points table).
+ANY_POINT = "SELECT bucket FROM {ks}.points LIMIT 1"
+
+
 def fixedMeta(session: Any, keyspace: str, key: str, wanted: str,
               timeout: float) -> str:
     """
@@ -329,10 +334,20 @@ def rollupSinceMs(session: Any, keyspace: str, resolutionMs: int,
                   sinceMs: int, timeout: float) -> int:
     """
     From when a rollup level holds every point: the instant recorded when
-    the level was first configured, or C{sinceMs} (blocking).
+    the level was first configured, or, when it is first configured now,
+    C{sinceMs}, or 0 if the keyspace holds no point yet (every point is
+    then written with its marker, whatever its timestamp, so a history
+    imported into a new keyspace is rolled up too).  Blocking.
     """
-    return int(fixedMeta(session, keyspace, f"rollup_since_{resolutionMs}",
-                         str(sinceMs), timeout))
+    key = f"rollup_since_{resolutionMs}"
+    read = session.prepare(GET_META.format(ks=keyspace))
+    found = list(session.execute(read, (key,), timeout=timeout))
+    if found:
+        return int(found[0][0])
+    if not list(session.execute(ANY_POINT.format(ks=keyspace),
+                                timeout=timeout)):
+        sinceMs = 0
+    return int(fixedMeta(session, keyspace, key, str(sinceMs), timeout))
 
 
 def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,

@@ -194,9 +194,9 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
         assert raw == 0
         rows = rollupRows(cql, keyspace, "n:expire:1")
         assert [(r.count, r.sum) for r in rows] == [(30, 60.0)]
-        # The levels answer for points written since they were configured
-        # (an hour after); these points are older on purpose.
-        store.rollupSince = {level: 0 for level in store.rollupSince}
+        # The keyspace held no point when the levels were configured:
+        # they answer for any time, these old points included.
+        assert set(store.rollupSince.values()) == {0}
         settings = settingsFor(node, keyspace)
         for query, resolution in (
                 (Query("expire", "a", "b", old, old + HOUR - 1, "sum"), "1h"),
@@ -207,6 +207,42 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
             assert found["value"] == (60.0 if resolution == "1h" else 30)
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_levelsAddedToAKeyspaceWithPointsAnswerFromThen(node, cql,
+                                                              keyspace):
+    """
+    Levels first configured on a keyspace that already holds points (which
+    were written without markers) answer only from an hour after that
+    moment, and keep that instant across restarts; levels configured on an
+    empty keyspace answer for all time.
+    """
+    settings = settingsFor(node, keyspace)
+    plain = MetricStore(settings.cassandra, 0, reactor)
+    await plain.connect()
+    try:
+        await plain.writePoints([Point("before", freezeTags({}), 1000, 1.0)])
+    finally:
+        await plain.close()
+    before = int(time.time() * 1000)
+    store = await openStore(node, keyspace)
+    await store.close()
+    since = store.rollupSince
+    assert sorted(since) == [60_000, HOUR]
+    for value in since.values():
+        assert before + HOUR <= value <= int(time.time() * 1000) + HOUR
+    again = await openStore(node, keyspace)
+    await again.close()
+    assert again.rollupSince == since
+
+    fresh = uniqueKeyspace("rollup")
+    try:
+        store = await openStore(node, fresh)
+        await store.close()
+        assert store.rollupSince == {60_000: 0, HOUR: 0}
+    finally:
+        cql.execute(f"DROP KEYSPACE IF EXISTS {fresh}")
 
 
 @pytest_twisted.ensureDeferred
@@ -272,7 +308,8 @@ def test_daemonRollsUpAndReports(tmp_path, node, cql, keyspace):
         answer = daemon.get("/1.0/metrics", metric="daemon.rolled",
                             **{"from": old, "to": old + HOUR,
                                "aggregation": "count"}).json()
-        # Points from before the levels were first configured are read raw.
-        assert (answer["value"], answer["resolution"]) == (5, "raw")
+        # The keyspace was empty when the levels were configured: its
+        # rollups answer, even for points of two hours ago.
+        assert (answer["value"], answer["resolution"]) == (5, "1h")
     finally:
         daemon.stop()
