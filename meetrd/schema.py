@@ -198,6 +198,12 @@ SELECT_RAW = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points "
     "WHERE source = ? AND bucket = ?"
 )
+# Several raw partitions of one bucket number, read together for their
+# rollups, up to a number of rows (a LIMIT bound at run time).
+SELECT_RAW_MANY = (
+    "SELECT source, series_id, toUnixTimestamp(ts), value FROM {ks}.points "
+    "WHERE source IN ? AND bucket = ? LIMIT ?"
+)
 # Raw partitions marked for rollup are spread over this many partitions.
 DIRTY_SHARDS = 64
 
@@ -277,6 +283,7 @@ class Statements:
     selectDirty: Any
     deleteDirty: Any
     selectRaw: Any
+    selectRawMany: Any
     selectRollups: Any
     selectRollupSketches: Any
     rollupSummary: Any
@@ -398,6 +405,7 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectDirty=session.prepare(SELECT_DIRTY.format(ks=ks)),
         deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
+        selectRawMany=session.prepare(SELECT_RAW_MANY.format(ks=ks)),
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
         selectRollupSketches=session.prepare(
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),

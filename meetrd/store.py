@@ -65,6 +65,19 @@ MAX_INDEX_PER_BATCH = 100
 ROLLUP_SINCE_MARGIN_MS = 3_600_000
 # Rollup rows of one rollup partition sent as one unlogged batch at most.
 MAX_ROLLUP_PER_BATCH = 200
+# Raw rows read at once to roll several small partitions up together;
+# partitions of one bucket that hold more are rolled one by one.
+ROLL_TOGETHER_ROWS = 20_000
+# Small rollup partitions written in one batch at most: Cassandra warns
+# past 10 partitions in one unlogged batch
+# (unlogged_batch_across_partitions_warn_threshold).
+ROLLUP_PARTITIONS_PER_BATCH = 10
+# A batch over several partitions is warned of past 5 KiB
+# (batch_size_warn_threshold) and fails past 50 KiB: packed batches of
+# rollup rows stay under this many bytes, a row counted as its sketch and
+# ROLLUP_ROW_BYTES for the rest.
+PACKED_BATCH_BYTES = 4 * 1024
+ROLLUP_ROW_BYTES = 120
 # Index batches in flight at once.  A burst of new series (a fleet of new
 # targets, a client with churning tags) writes mostly into the one index
 # partition of its metric and slice; more requests at once only contend
@@ -497,42 +510,90 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
+        return self._read(statements.selectRaw, (source, bucket)).addCallback(
+            lambda rows: self._rollRows(
+                bucket, {source: [(row[0], row[1], row[2]) for row in rows]}))
+
+    def rollPartitions(self, bucket: int, sources: Sequence[str]
+                       ) -> Deferred[list[str]]:
+        """
+        Roll up several small raw partitions of one bucket number at once:
+        one read for all of them (of at most L{ROLL_TOGETHER_ROWS} rows)
+        and their rollup rows written in shared batches.  Fire with the
+        sources rolled up: all of them, or none when they hold more rows
+        than that (roll them one by one with L{rollPartition}).
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+
+        def roll(rows: list[Any]) -> Deferred[list[str]] | list[str]:
+            if len(rows) > ROLL_TOGETHER_ROWS:
+                return []
+            bySource: dict[str, list[tuple[bytes, int, float]]] = {
+                source: [] for source in sources}
+            for row in rows:
+                bySource[row[0]].append((row[1], row[2], row[3]))
+            return self._rollRows(bucket, bySource).addCallback(
+                lambda _: list(sources))
+
+        return self._read(statements.selectRawMany, (
+            list(sources), bucket, ROLL_TOGETHER_ROWS + 1)).addCallback(roll)
+
+    def _rollRows(self, bucket: int,
+                  bySource: dict[str, list[tuple[bytes, int, float]]]
+                  ) -> Deferred[int]:
+        """
+        Compute the rollup rows of the raw points of some partitions of one
+        bucket number, by source, in a thread, and write them: the rows of
+        one rollup partition as one batch (in slices of
+        L{MAX_ROLLUP_PER_BATCH}), small ones packed together up to
+        L{ROLLUP_PARTITIONS_PER_BATCH} partitions; fire with the number of
+        rows written.
+        """
+        statements = self._require()
         levels = self._levels()
+        ttls = dict(levels)
+        resolutions = [resolution for resolution, _ in levels]
 
-        def compute(rows: list[Any]) -> Deferred[list[RollupRow]]:
-            return deferToThreadPool(
-                self._reactor, self._reactor.getThreadPool(), rollUp,
-                [(row[0], row[1], row[2]) for row in rows],
-                [resolution for resolution, _ in levels])
+        def compute() -> dict[str, list[RollupRow]]:
+            return {source: rollUp(rows, resolutions)
+                    for source, rows in bySource.items()}
 
-        def write(rollups: list[RollupRow]) -> Deferred[int]:
-            ttls = dict(levels)
-            writeLevel = statements.insertRollup.consistency_level
-            byPart: dict[tuple[int, int], list[Any]] = {}
-            for row in rollups:
-                byPart.setdefault((row.resolutionMs, row.part), []).append(
-                    statements.insertRollup.bind((
-                        row.resolutionMs, source, row.part, row.seriesId,
-                        row.ts, bucket, row.count, row.total, row.minimum,
-                        row.maximum, row.firstTs, row.firstValue, row.lastTs,
-                        row.lastValue, row.sketch, ttls[row.resolutionMs])))
-            requests = [
-                self._run(_batchOf(bounds[start:start + MAX_ROLLUP_PER_BATCH],
-                                   writeLevel), None)
-                for bounds in byPart.values()
-                for start in range(0, len(bounds), MAX_ROLLUP_PER_BATCH)]
+        def write(rolled: dict[str, list[RollupRow]]) -> Deferred[int]:
+            insert = statements.insertRollup
+            byPart: dict[tuple[int, str, int], list[Any]] = {}
+            sizes: dict[tuple[int, str, int], int] = {}
+            for source, rollups in rolled.items():
+                for row in rollups:
+                    key = (row.resolutionMs, source, row.part)
+                    sizes[key] = sizes.get(key, 0) + len(row.sketch) + \
+                        ROLLUP_ROW_BYTES
+                    byPart.setdefault(key, []).append(
+                        insert.bind((
+                            row.resolutionMs, source, row.part, row.seriesId,
+                            row.ts, bucket, row.count, row.total, row.minimum,
+                            row.maximum, row.firstTs, row.firstValue,
+                            row.lastTs, row.lastValue, row.sketch,
+                            ttls[row.resolutionMs])))
+            requests = [self._run(_batchOf(batch, insert.consistency_level),
+                                  None)
+                        for batch in packRollupBatches(
+                            (rows, sizes[key]) for key, rows in byPart.items())]
+            written = sum(map(len, rolled.values()))
 
             def done(results: list[tuple[bool, Any]]) -> int:
                 for ok, result in results:
                     if not ok:
                         result.raiseException()
-                self.rollupRowsWritten += len(rollups)
-                return len(rollups)
+                self.rollupRowsWritten += written
+                return written
 
             return DeferredList(requests, consumeErrors=True).addCallback(done)
 
-        return self._read(statements.selectRaw, (source, bucket)).addCallback(
-            compute).addCallback(write)
+        return deferToThreadPool(self._reactor, self._reactor.getThreadPool(),
+                                 compute).addCallback(write)
 
     def _levels(self) -> list[tuple[int, int]]:
         """
@@ -689,18 +750,22 @@ class MetricStore:
 
         return DeferredList(requests, consumeErrors=True).addCallback(collect)
 
-    def clearDirty(self, shard: int, source: str, bucket: int,
-                   markedAt: int) -> Deferred[Any]:
+    def clearDirty(self, shard: int,
+                   marks: Sequence[tuple[str, int, int]]) -> Deferred[Any]:
         """
-        Remove a partition's rollup marker unless it was written again
-        after C{markedAt} (microseconds).
+        Remove the rollup markers C{(source, bucket, markedAt)} of one
+        shard, each unless it was written again after its C{markedAt}
+        (microseconds); one batch, since they share the shard's partition.
         """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        return self._run(statements.deleteDirty,
-                         (markedAt, shard, source, bucket))
+        delete = statements.deleteDirty
+        return self._run(_batchOf(
+            [delete.bind((markedAt, shard, source, bucket))
+             for source, bucket, markedAt in marks],
+            delete.consistency_level), None)
 
     # Reading
 
@@ -864,6 +929,38 @@ class MetricStore:
 
         return self.presentBuckets(plan, progress).addCallback(
             readAll).addCallback(collect)
+
+
+def packRollupBatches(partitions: Iterable[tuple[list[Any], int]]
+                      ) -> list[list[Any]]:
+    """
+    The batches that write the bound rows of some rollup partitions, given
+    as C{(rows, bytes)}: a partition of more than L{MAX_ROLLUP_PER_BATCH}
+    rows or L{PACKED_BATCH_BYTES} in batches of its own (a batch of one
+    partition has no size limit in Cassandra); smaller ones packed
+    together, at most L{ROLLUP_PARTITIONS_PER_BATCH} partitions,
+    L{MAX_ROLLUP_PER_BATCH} rows and L{PACKED_BATCH_BYTES} a batch.
+    """
+    batches: list[list[Any]] = []
+    packed: list[Any] = []
+    inPacked = packedBytes = 0
+    for rows, size in partitions:
+        if len(rows) > MAX_ROLLUP_PER_BATCH or size > PACKED_BATCH_BYTES:
+            batches.extend(rows[start:start + MAX_ROLLUP_PER_BATCH]
+                           for start in range(0, len(rows),
+                                              MAX_ROLLUP_PER_BATCH))
+            continue
+        if packed and (inPacked == ROLLUP_PARTITIONS_PER_BATCH
+                       or len(packed) + len(rows) > MAX_ROLLUP_PER_BATCH
+                       or packedBytes + size > PACKED_BATCH_BYTES):
+            batches.append(packed)
+            packed, inPacked, packedBytes = [], 0, 0
+        packed.extend(rows)
+        inPacked += 1
+        packedBytes += size
+    if packed:
+        batches.append(packed)
+    return batches
 
 
 def _batchOf(bounds: list[Any], level: Any) -> Any:

@@ -117,8 +117,10 @@ class MarkedStore:
     def __init__(self, markers):
         self.markers = markers
         self.rolled = []
+        self.together = []
         self.cleared = []
         self.failing = set()
+        self.tooLarge = set()
 
     def dirtyPartitions(self, shard):
         return succeed([m[1:] for m in self.markers if m[0] == shard])
@@ -129,8 +131,17 @@ class MarkedStore:
         self.rolled.append((source, bucket))
         return succeed(3)
 
-    def clearDirty(self, shard, source, bucket, markedAt):
-        self.cleared.append((shard, source, bucket, markedAt))
+    def rollPartitions(self, bucket, sources):
+        if any((source, bucket) in self.failing for source in sources):
+            return fail(StoreUnavailable("timed out"))
+        if any((source, bucket) in self.tooLarge for source in sources):
+            return succeed([])
+        self.together.append((bucket, list(sources)))
+        self.rolled.extend((source, bucket) for source in sources)
+        return succeed(list(sources))
+
+    def clearDirty(self, shard, marks):
+        self.cleared.extend((shard, *mark) for mark in marks)
         return succeed(None)
 
 
@@ -204,6 +215,92 @@ def test_instancesShareTheShards():
         (f"n:{i}", 0) for i in range(50))
     a.stopService()
     b.stopService()
+
+
+def test_partitionsOfOneShardAndBucketAreRolledTogether():
+    """
+    Due partitions of one marker shard and one bucket number are rolled up
+    by one call, in groups of at most ROLLED_TOGETHER, and their markers
+    cleared with one call per group; a lone partition is rolled alone.
+    """
+    from meetrd.rollupservice import ROLLED_TOGETHER
+
+    shard = 5
+    sources = [f"n:{i}" for i in range(ROLLED_TOGETHER + 3)]
+    store = MarkedStore([(shard, source, 0, HOUR, 7) for source in sources]
+                        + [(shard, "n:lone", 1, HOUR, 8)])
+    rollup, clock = service(store, grace=0)
+    rollup.shards = [shard]
+    rollup.startService()
+    clock.advance(2 * HOUR / 1000 + 10)
+    assert [len(group) for _, group in store.together] == [ROLLED_TOGETHER, 3]
+    assert sorted(s for _, group in store.together for s in group) == \
+        sorted(sources)
+    assert ("n:lone", 1) in store.rolled
+    assert sorted(store.cleared) == sorted(
+        [(shard, source, 0, 7) for source in sources]
+        + [(shard, "n:lone", 1, 8)])
+    assert (rollup.rolled, rollup.backlog) == (len(sources) + 1, 0)
+    rollup.stopService()
+
+
+def test_groupTooLargeIsRolledOneByOne():
+    """
+    A group whose partitions hold too many rows to be read at once is
+    rolled partition by partition; a failure in a group keeps every
+    marker of it and counts each partition as failed.
+    """
+    def fourPartitions(mark, source):
+        """
+        Roll four partitions of shard 3, one of them marked as given.
+        """
+        store = MarkedStore([(3, f"n:{i}", 0, HOUR, 1) for i in range(4)])
+        mark(store).add((source, 0))
+        rollup, clock = service(store, grace=0)
+        rollup.shards = [3]
+        rollup.startService()
+        clock.advance(HOUR / 1000 + 10)
+        rollup.stopService()
+        return store, rollup
+
+    store, _ = fourPartitions(lambda s: s.tooLarge, "n:2")
+    assert store.together == []
+    assert sorted(store.rolled) == [(f"n:{i}", 0) for i in range(4)]
+    assert len(store.cleared) == 4
+
+    failing, rollup = fourPartitions(lambda s: s.failing, "n:1")
+    assert failing.cleared == []
+    assert (rollup.failures, rollup.backlog) == (4, 4)
+
+
+def test_rollupBatchesArePacked():
+    """
+    Small rollup partitions share batches of at most ten partitions, 200
+    rows and 4 KiB; a partition past any of those has batches of its own,
+    of at most 200 rows; every row is written once.
+    """
+    from meetrd.store import (MAX_ROLLUP_PER_BATCH, PACKED_BATCH_BYTES,
+                              ROLLUP_PARTITIONS_PER_BATCH, packRollupBatches)
+
+    partitions = []
+    for p, (rows, size) in enumerate([(3, 400)] * 25 + [(450, 9000)]
+                                     + [(150, 3000), (60, 3000), (5, 5000)]):
+        partitions.append(([(p, r) for r in range(rows)], size))
+    sizes = {rows[0][0]: size for rows, size in partitions}
+    batches = packRollupBatches(partitions)
+    assert sorted(row for batch in batches for row in batch) == \
+        sorted(row for rows, _ in partitions for row in rows)
+    for batch in batches:
+        owners = {p for p, _ in batch}
+        assert len(batch) <= MAX_ROLLUP_PER_BATCH
+        if len(owners) > 1:
+            assert len(owners) <= ROLLUP_PARTITIONS_PER_BATCH
+            assert sum(sizes[p] for p in owners) <= PACKED_BATCH_BYTES
+    shared = [len({p for p, _ in b}) for b in batches
+              if len({p for p, _ in b}) > 1]
+    assert shared == [10, 10, 5]
+    own = [len(b) for b in batches if {p for p, _ in b} == {25}]
+    assert own == [200, 200, 50]
 
 
 def test_notReadyStoreIsLeftAlone():

@@ -162,12 +162,12 @@ async def test_markerWrittenDuringRollupIsKept(node, cql, keyspace):
             if m[0] == "n:race:1"]
         await deferLater(reactor, 0.01, lambda: None)
         await store.writePoints([Point("race", tags, old + 1, 1.0)])
-        await store.clearDirty(shard, source, bucket, markedAt)
+        await store.clearDirty(shard, [(source, bucket, markedAt)])
         assert [m.bucket for m in markers(cql, keyspace, "n:race:1")] == \
             [bucket]
         [(_, _, _, later)] = [m for m in await store.dirtyPartitions(shard)
                               if m[0] == "n:race:1"]
-        await store.clearDirty(shard, source, bucket, later)
+        await store.clearDirty(shard, [(source, bucket, later)])
         assert markers(cql, keyspace, "n:race:1") == []
     finally:
         await store.close()
@@ -243,6 +243,45 @@ async def test_levelsAddedToAKeyspaceWithPointsAnswerFromThen(node, cql,
         assert store.rollupSince == {60_000: 0, HOUR: 0}
     finally:
         cql.execute(f"DROP KEYSPACE IF EXISTS {fresh}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_partitionsRolledTogetherAsOneByOne(node, cql, keyspace,
+                                                  monkeypatch):
+    """
+    Forty small partitions of one bucket rolled up by one read and packed
+    batches hold the very rollup rows that rolling them one by one gives;
+    partitions holding more rows than one read takes are refused (none
+    rolled) so that they are rolled one by one.
+    """
+    import meetrd.store
+
+    old = (int(time.time() * 1000) // HOUR - 3) * HOUR
+    store = await openStore(node, keyspace)
+    try:
+        sources = [f"n:together:{i}" for i in range(40)]
+        points = [Point("together", freezeTags({"node": source[2:],
+                                                "k": str(k)}),
+                        old + j * 61_000 + i, float(i * j + k))
+                  for i, source in enumerate(sources)
+                  for k in range(3) for j in range(50)]
+        await store.writePoints(points)
+        bucket = old // HOUR
+        assert await store.rollPartitions(bucket, sources) == sources
+        together = {source: sorted(rollupRows(cql, keyspace, source))
+                    for source in sources}
+        cql.execute(f"TRUNCATE {keyspace}.rollups")
+        for source in sources:
+            await store.rollPartition(source, bucket)
+        for source in sources:
+            alone = sorted(rollupRows(cql, keyspace, source))
+            assert len(alone) == 3 * 50
+            assert together[source] == alone
+        monkeypatch.setattr(meetrd.store, "ROLL_TOGETHER_ROWS", 3 * 50 * 5)
+        assert await store.rollPartitions(bucket, sources[:5]) == sources[:5]
+        assert await store.rollPartitions(bucket, sources[:6]) == []
+    finally:
+        await store.close()
 
 
 @pytest_twisted.ensureDeferred
