@@ -27,6 +27,11 @@ from meetrd.store import StoreUnavailable
 
 # Groups of raw partitions rolled up at once.
 ROLLING_AT_ONCE = 4
+# Seconds a marker is left alone after it was written: a write marks an
+# ended partition before its points and again once they are in, so that
+# a rollup between the two is done again; waiting this long lets the
+# points land first, so that a backfill is mostly rolled up once.
+MARKER_SETTLE = 5.0
 # Partitions of one shard and bucket number rolled up together at most
 # (one read, shared batches): a fleet of small nodes catching up after
 # downtime costs a few requests per group, not five per partition.
@@ -117,7 +122,8 @@ class RollupService(Service):
         for shard in self.shards:
             for source, bucket, width, markedAt in \
                     await self.store.dirtyPartitions(shard):
-                dueAt = (bucket + 1) * width / 1000 + grace
+                dueAt = max((bucket + 1) * width / 1000 + grace,
+                            markedAt / 1e6 + MARKER_SETTLE)
                 if now >= dueAt:
                     due.append((dueAt, shard, source, bucket, markedAt))
         due.sort()

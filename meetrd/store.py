@@ -48,7 +48,7 @@ from meetrd.rollup import RollupRow, rollUp
 from meetrd.sketch import decodeSketch
 from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
-from meetrd.writeplan import WriteCache, planWrite
+from meetrd.writeplan import WriteCache, endedBy, planWrite
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
@@ -413,21 +413,42 @@ class MetricStore:
         assert cache is not None
         now = self._reactor.seconds()
         plan = planWrite(points, cache, now)
-        if plan.dirtyRows:
-            # The rollup markers go first: a point is never in Cassandra
-            # without the marker that gets it rolled up.
-            marks = [self._run(statements.insertDirty, (
-                schema.dirtyShard(source), source, bucket, width))
-                for source, bucket, width in plan.dirtyRows]
+        if not cache.rollups:
+            return self._writePlan(statements, plan, cache, now)
 
-            def marked(results: list[tuple[bool, Any]]) -> Deferred[int]:
-                for ok, result in results:
-                    if not ok:
-                        result.raiseException()
-                return self._writePlan(statements, plan, cache, now)
+        def markEnded(count: int) -> Deferred[int]:
+            # Partitions a rollup may have read before these points landed
+            # are marked again, at a write time after them.
+            ended = endedBy(plan, self._reactor.seconds() * 1000)
+            return self._mark(statements, ended).addCallback(lambda _: count)
 
-            return DeferredList(marks, consumeErrors=True).addCallback(marked)
-        return self._writePlan(statements, plan, cache, now)
+        # The rollup markers go first: a point is never in Cassandra
+        # without the marker that gets it rolled up.
+        return self._mark(statements, plan.dirtyRows).addCallback(
+            lambda _: self._writePlan(statements, plan, cache, now)
+        ).addCallback(markEnded)
+
+    def _mark(self, statements: schema.Statements,
+              partitions: Sequence[tuple[str, int, int]]) -> Deferred[None]:
+        """
+        Write the rollup markers of C{(source, bucket, bucketMs)}
+        partitions, batched by marker shard.
+        """
+        insertDirty = statements.insertDirty
+        byShard: dict[Any, list[Any]] = {}
+        for source, bucket, width in partitions:
+            shard = schema.dirtyShard(source)
+            byShard.setdefault(shard, []).append(insertDirty.bind(
+                (shard, source, bucket, width)))
+        marks = [self._run(batch, None) for batch in self._smallRowBatches(
+            byShard, insertDirty.consistency_level)]
+
+        def marked(results: list[tuple[bool, Any]]) -> None:
+            for ok, result in results:
+                if not ok:
+                    result.raiseException()
+
+        return DeferredList(marks, consumeErrors=True).addCallback(marked)
 
     def _writePlan(self, statements: schema.Statements, plan: Any,
                    cache: WriteCache, now: float) -> Deferred[int]:
@@ -450,12 +471,15 @@ class MetricStore:
                 requests.append(self._indexSemaphore.run(
                     self._run, _batchOf(bounds[start:start + MAX_INDEX_PER_BATCH],
                                         writeLevel), None))
+        small: dict[Any, list[Any]] = {}
         for metric, number in plan.sliceRows:
-            requests.append(self._run(statements.insertSlice,
-                                      (metric, number, indexTTL)))
+            small.setdefault(("slice", metric), []).append(
+                statements.insertSlice.bind((metric, number, indexTTL)))
         for source, bucket in plan.bucketRows:
-            requests.append(self._run(statements.insertBucket,
-                                      (source, bucket, indexTTL)))
+            small.setdefault(("bucket", source), []).append(
+                statements.insertBucket.bind((source, bucket, indexTTL)))
+        requests.extend(self._run(batch, None) for batch in
+                        self._smallRowBatches(small, writeLevel))
         insert = statements.insertPoint
         ttlValue = (self._ttl,) if self._ttl else ()
         lone: dict[Any, list[Any]] = {}
@@ -484,6 +508,32 @@ class MetricStore:
             return plan.count
 
         return DeferredList(requests, consumeErrors=True).addCallback(settled)
+
+    def _smallRowBatches(self, byPartition: dict[Any, list[Any]],
+                         level: Any) -> list[Any]:
+        """
+        The requests that write small bound rows, given by partition: the
+        rows of one partition in batches of up to L{MAX_INDEX_PER_BATCH}, a
+        partition's lone row with others of the same replica, up to
+        L{MAX_LONE_PER_BATCH} a batch.
+        """
+        batches = []
+        lone: dict[Any, list[Any]] = {}
+        for bounds in byPartition.values():
+            if len(bounds) == 1:
+                lone.setdefault(self._replicaOf(bounds[0]), []).append(
+                    bounds[0])
+                continue
+            batches.extend(_batchOf(bounds[start:start + MAX_INDEX_PER_BATCH],
+                                    level)
+                           for start in range(0, len(bounds),
+                                              MAX_INDEX_PER_BATCH))
+        for bounds in lone.values():
+            batches.extend(_batchOf(bounds[start:start + MAX_LONE_PER_BATCH],
+                                    level)
+                           for start in range(0, len(bounds),
+                                              MAX_LONE_PER_BATCH))
+        return batches
 
     # Rolling up
 

@@ -51,6 +51,7 @@ class WritePlan:
     @ivar sliceRows: C{(metric, slice)} rows of the slice index to write.
     @ivar dirtyRows: C{(source, bucket, bucketMs)} partitions to mark for
         rollup (with rollups on).
+    @ivar widths: the bucket width of each source of the write.
     @ivar count: the points of the write.
     """
 
@@ -60,6 +61,7 @@ class WritePlan:
     bucketRows: list[tuple[str, int]] = field(default_factory=list)
     sliceRows: list[tuple[str, int]] = field(default_factory=list)
     dirtyRows: list[tuple[str, int, int]] = field(default_factory=list)
+    widths: dict[str, int] = field(default_factory=dict)
     count: int = 0
 
 
@@ -167,7 +169,7 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
     partitions: dict[tuple[str, int], list[tuple[bytes, int, float]]] = {}
     plan = WritePlan(partitions, count=count)
     indexRows = plan.indexRows
-    widths: dict[str, int] = {}
+    widths = plan.widths
     written = cache.index
     refreshAfter = cache.refreshAfter
     for identifier, (key, node, seriesPoints) in bySeries.items():
@@ -218,3 +220,19 @@ def _dirty(partitions: Iterable[tuple[str, int]], widths: dict[str, int],
         if nowMs >= (bucket + 1) * width or (source, bucket) not in cache.dirty:
             marks.append((source, bucket, width))
     return marks
+
+
+def endedBy(plan: WritePlan, nowMs: float) -> list[tuple[str, int, int]]:
+    """
+    The partitions of a written plan whose bucket had ended by C{nowMs}, as
+    C{(source, bucket, bucketMs)}: a rollup may have read them before the
+    write's points landed (a marker is written before its points, and a
+    partition is due once its bucket has ended), so they are marked again
+    once the points are in.  A partition whose bucket was still open when
+    the points were in needs nothing more: it is rolled up after its end.
+    """
+    widths = plan.widths
+    return [(source, bucket, widths[source])
+            for source, bucket in plan.partitions
+            if nowMs >= (bucket + 1) * widths[source]]
+

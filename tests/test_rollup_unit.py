@@ -79,6 +79,26 @@ def test_writesMarkPartitions():
     assert write(WriteCache(0, 86_400_000), 9 * HOUR) == []
 
 
+def test_partitionsEndedByTheAckAreMarkedAgain():
+    """
+    Once a write's points are in, the partitions whose bucket had ended by
+    then are listed to be marked again (a rollup may have read them
+    between the marker and the points); a bucket still open is not.
+    """
+    from meetrd.writeplan import endedBy
+
+    tags = freezeTags({"node": "n"})
+    plan = planWrite([Point("m", tags, 9 * HOUR + 5, 1.0),
+                      Point("m", tags, 10 * HOUR + 5, 1.0),
+                      Point("s", freezeTags({}), 10 * HOUR, 1.0)],
+                     WriteCache(0, 86_400_000, rollups=True), 0)
+    assert endedBy(plan, 10 * HOUR - 1) == []
+    assert endedBy(plan, 10 * HOUR) == [("n:n", 9, HOUR)]
+    assert sorted(endedBy(plan, 11 * HOUR)) == [("n:n", 9, HOUR),
+                                                ("n:n", 10, HOUR)]
+    assert len(endedBy(plan, 24 * HOUR)) == 3
+
+
 def test_markerShards():
     """
     Sources spread over the marker shards, always to the same one.
@@ -171,6 +191,26 @@ def test_rollsDuePartitionsOnly():
     assert store.rolled == [(source, 0)]
     assert store.cleared == [(shard, source, 0, 111)]
     assert (rollup.rolled, rollup.backlog, rollup.lag) == (1, 0, 0.0)
+    rollup.stopService()
+
+
+def test_freshMarkerSettlesFirst():
+    """
+    A marker of an ended partition is left alone for MARKER_SETTLE seconds
+    after it was written (its write's points are landing), then rolled.
+    """
+    from meetrd.rollupservice import MARKER_SETTLE
+
+    source = "n:a"
+    shard = dirtyShard(source)
+    writtenAt = 5 * HOUR / 1000
+    store = MarkedStore([(shard, source, 0, HOUR, int(writtenAt * 1e6))])
+    rollup, clock = service(store, grace=0)
+    rollup.startService()
+    clock.advance(writtenAt + MARKER_SETTLE - 1)
+    assert store.rolled == []
+    clock.advance(10)
+    assert store.rolled == [(source, 0)]
     rollup.stopService()
 
 

@@ -12,10 +12,11 @@ import time
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 
 from meetrd.points import Point, freezeTags
-from meetrd.rollupservice import RollupService
+from meetrd.rollupservice import MARKER_SETTLE, RollupService
 from meetrd.schema import dirtyShard
 from meetrd.search import Query, runSearch
 from meetrd.settings import Shard, settingsFromMapping
@@ -47,10 +48,12 @@ async def openStore(node, keyspace, retention=0):
 
 def serviceFor(store, node, keyspace, index=0, count=1, withClock=False):
     """
-    A rollup service on a Clock set to now: ticks run when the test says.
+    A rollup service on a Clock set half a minute past the time a marker
+    is left to settle: ticks run when the test says, and see the markers
+    the test writes as due.
     """
     clock = Clock()
-    clock.advance(time.time())
+    clock.advance(time.time() + MARKER_SETTLE + 30)
     settings = settingsFor(node, keyspace)
     rollup = RollupService(store, settings.rollup,
                            Shard(index=index, count=count), clock)
@@ -88,9 +91,10 @@ async def test_restartMidBucketLosesNoRollupWork(node, cql, keyspace):
     marker lives in Cassandra, not in the process.
     """
     tags = freezeTags({"node": "restart:1"})
-    if HOUR - time.time() * 1000 % HOUR < 10_000:
-        # Not across the end of an hour: the bucket must stay open.
-        await deferLater(reactor, 10, lambda: None)
+    if HOUR - time.time() * 1000 % HOUR < 60_000:
+        # Not across the end of an hour, even on the service's clock: the
+        # bucket must stay open.
+        await deferLater(reactor, 60, lambda: None)
     now = int(time.time() * 1000)
     bucket = now // HOUR
     store = await openStore(node, keyspace)
@@ -141,6 +145,43 @@ async def test_latePointAndRewriteRollAgain(node, cql, keyspace):
                   if r.ts.timestamp() * 1000 == old][0]
         assert (minute.count, minute.sum, minute.max) == (6, 105.0, 100.0)
         assert rollup.rolled == 3
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rollupBetweenMarkerAndPointsIsDoneAgain(node, cql, keyspace):
+    """
+    A rollup that runs after a write's marker is in but before its points
+    are (the partition's bucket has ended, so it is due at once) and
+    clears that marker does not lose the points: the write marks the
+    partition again once its points are in, and the next rollup has them.
+    """
+    tags = freezeTags({"node": "between:1"})
+    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    store = await openStore(node, keyspace)
+    rollup = serviceFor(store, node, keyspace)
+    writePlan = store._writePlan
+
+    async def rollFirst(*args):
+        # What the rollup service may do between the marker and the
+        # points: roll the partition (empty so far) and clear its marker.
+        await rollup.tick()
+        return await writePlan(*args)
+
+    try:
+        store._writePlan = lambda *args: Deferred.fromCoroutine(
+            rollFirst(*args))
+        await store.writePoints([Point("between", tags, old + i * 1000, 1.0)
+                                 for i in range(10)])
+        store._writePlan = writePlan
+        assert rollup.rolled == 1
+        assert [m.bucket for m in markers(cql, keyspace, "n:between:1")] == \
+            [old // HOUR]
+        await rollup.tick()
+        rows = rollupRows(cql, keyspace, "n:between:1", HOUR)
+        assert [(r.count, r.sum) for r in rows] == [(10, 10.0)]
+        assert markers(cql, keyspace, "n:between:1") == []
     finally:
         await store.close()
 
