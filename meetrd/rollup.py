@@ -19,8 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from meetrd.aggregate import summarizeValues
-from meetrd.sketch import encodeSketch
+from meetrd.sketch import sketchBytesOfKeys, sketchKeys
 
 # Level buckets of one rollup partition.
 PART_BUCKETS = 256
@@ -77,6 +76,7 @@ def rollUp(rows: Iterable[tuple[bytes, int, float]],
     result = []
     for identifier, points in bySeries.items():
         points.sort()
+        keys = sketchKeys(value for _, value in points)
         for resolution in resolutionsMs:
             start = 0
             while start < len(points):
@@ -86,16 +86,25 @@ def rollUp(rows: Iterable[tuple[bytes, int, float]],
                         points[end][0] // resolution == bucket:
                     end += 1
                 result.append(_summary(resolution, identifier,
-                                       bucket * resolution, points[start:end]))
+                                       bucket * resolution, points[start:end],
+                                       keys[start:end]))
                 start = end
     return result
 
 
 def _summary(resolution: int, identifier: bytes, ts: int,
-             points: list[tuple[int, float]]) -> RollupRow:
-    summary = summarizeValues(points)
+             points: list[tuple[int, float]], keys: list[int | None]
+             ) -> RollupRow:
+    """
+    The rollup row of some points of one series, sorted by time (then
+    value, as L{meetrd.aggregate.summarizeValues} takes first and last),
+    whose L{sketchKeys} are C{keys}.
+    """
+    values = [value for _, value in points]
+    total = 0.0
+    for value in values:
+        total += value
     return RollupRow(
-        resolution, identifier, ts, summary.count, summary.total,
-        summary.minimum, summary.maximum, summary.firstTs,
-        summary.firstValue, summary.lastTs, summary.lastValue,
-        encodeSketch(summary.sketch))
+        resolution, identifier, ts, len(values), total, min(values),
+        max(values), points[0][0], points[0][1], points[-1][0],
+        points[-1][1], sketchBytesOfKeys(keys))

@@ -410,6 +410,17 @@ def test_percentilesWithinOnePercent():
     assert Partial().value("p50") is None
 
 
+def mixedValues(rng, most, sigma):
+    """
+    Up to C{most} values: zeros, uniform ones either side of zero, and
+    log-normal ones of both signs spread by C{sigma}.
+    """
+    return [rng.choice([0.0, rng.uniform(-1e3, 1e3),
+                        rng.lognormvariate(0, sigma),
+                        -rng.lognormvariate(0, sigma)])
+            for _ in range(rng.randint(0, most))]
+
+
 def test_sketchesDecodeAsTheLibraryDoes():
     """
     Decoding a stored sketch gives the same counts and quantiles, and
@@ -425,10 +436,7 @@ def test_sketchesDecodeAsTheLibraryDoes():
 
     rng = random.Random(3)
     for _ in range(200):
-        values = [rng.choice([0.0, rng.uniform(-1e3, 1e3),
-                              rng.lognormvariate(0, 3),
-                              -rng.lognormvariate(0, 3)])
-                  for _ in range(rng.randint(0, 300))]
+        values = mixedValues(rng, 300, 3)
         data = encodeSketch(sketchOf(values))
         message = Message()
         message.ParseFromString(data)
@@ -439,5 +447,37 @@ def test_sketchesDecodeAsTheLibraryDoes():
         for sketch in (found, expected):
             sketch.merge(more)
         for q in (0.001, 0.25, 0.5, 0.99, 0.999):
+            assert found.get_quantile_value(q) == \
+                expected.get_quantile_value(q)
+
+
+def test_sketchBytesMatchTheLibrarysSketch():
+    """
+    The sketch the rollups encode from keyed values holds the very bins,
+    zero count and quantiles of the library's sketch of the same values
+    (added one by one), for positive, negative, zero, tiny and huge values
+    and for no value at all.
+    """
+    import random
+
+    from meetrd.sketch import decodeSketch, encodeSketch, sketchBytesOf, \
+        sketchOf
+
+    def bins(store):
+        return {store.offset + i: count
+                for i, count in enumerate(store.bins) if count}
+
+    rng = random.Random(11)
+    for round in range(300):
+        values = mixedValues(rng, 200, 8)
+        if round % 50 == 0:  # the ends of the mapping's range
+            values += [1e-300, -1e-300, 1e300, -1e300]
+        found = decodeSketch(sketchBytesOf(values))
+        expected = decodeSketch(encodeSketch(sketchOf(values)))
+        assert bins(found._store) == bins(expected._store)
+        assert bins(found._negative_store) == bins(expected._negative_store)
+        assert found._zero_count == expected._zero_count
+        assert found.count == len(values)
+        for q in (0.0, 0.01, 0.5, 0.99, 1.0):
             assert found.get_quantile_value(q) == \
                 expected.get_quantile_value(q)
