@@ -112,7 +112,8 @@ def storeWorker(host: str, port: int, keyspace: str) -> None:
         async def lane() -> None:
             nonlocal written
             for chunk in chunks:
-                written += await store.writePoints(chunk)
+                count = await store.writePoints(chunk)
+                written += count
 
         await defer.gatherResults([defer.ensureDeferred(lane())
                                    for _ in range(LANES)], consumeErrors=True)

@@ -377,3 +377,54 @@ def rollupReads(series: Sequence[SeriesRow], choice: RollupChoice
             for start in range(0, len(listed), MAX_IN_SERIES):
                 reads.append((source, part, listed[start:start + MAX_IN_SERIES]))
     return reads
+
+
+# Sources (partitions) one read asks for at most, when several small
+# partitions of one bucket or rollup part are read together.
+SOURCES_PER_READ = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SourceBatch:
+    """
+    One read of the same bucket (or rollup part) of several sources.
+
+    @ivar ids: every series asked of any of the sources (one IN list).
+    @ivar asked: the C{(source, seriesId)} pairs really asked for: rows of
+        other pairs that the shared IN list brings are left out.
+    """
+
+    sources: list[str]
+    key: int
+    ids: list[bytes]
+    asked: frozenset[tuple[str, bytes]]
+
+
+def batchSources(reads: Iterable[tuple[str, int, list[bytes]]]
+                 ) -> list[SourceBatch]:
+    """
+    Gather C{(source, key, seriesIds)} reads of the same key into batches
+    of up to L{SOURCES_PER_READ} sources and L{MAX_IN_SERIES} series.
+    """
+    byKey: dict[int, list[tuple[str, list[bytes]]]] = {}
+    for source, key, ids in reads:
+        byKey.setdefault(key, []).append((source, ids))
+    batches = []
+    for key, members in byKey.items():
+        sources: dict[str, None] = {}
+        ids: dict[bytes, None] = {}
+        asked: set[tuple[str, bytes]] = set()
+        for source, listed in members:
+            if sources and (len(sources) == SOURCES_PER_READ
+                            or len(ids) + len(listed) > MAX_IN_SERIES):
+                batches.append(SourceBatch(list(sources), key, list(ids),
+                                           frozenset(asked)))
+                sources, ids, asked = {}, {}, set()
+            sources[source] = None
+            ids.update(dict.fromkeys(listed))
+            asked.update((source, i) for i in listed)
+        if sources:
+            batches.append(SourceBatch(list(sources), key, list(ids),
+                                       frozenset(asked)))
+    return batches
+

@@ -183,8 +183,27 @@ ROLLUP_BY_INTERVAL = (
     "GROUP BY series_id, floor(ts, ?, ?)"
 )
 ROLLUP_NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC, raw_bucket DESC"
+
+
+def manySources(statement: str) -> str:
+    """
+    A statement of one source's partition made to read several sources'
+    at once, each row led by its source: one request for many small
+    partitions.  (Not newest first: Cassandra cannot page an ORDER BY
+    over several partitions.)
+    """
+    return statement.replace("SELECT series_id", "SELECT source, series_id"
+                             ).replace("source = ?", "source IN ?").replace(
+        "GROUP BY series_id", "GROUP BY source, series_id")
+
+
+SELECT_ROLLUPS_MANY = manySources(SELECT_ROLLUPS)
+ROLLUP_SUMMARY_MANY = manySources(ROLLUP_SUMMARY)
+ROLLUP_BY_INTERVAL_MANY = manySources(ROLLUP_BY_INTERVAL)
 # The same with each row's sketch, for percentiles.
 SELECT_ROLLUP_SKETCHES = SELECT_ROLLUPS.replace(
+    "last_value FROM", "last_value, sketch FROM")
+SELECT_ROLLUP_SKETCHES_MANY = SELECT_ROLLUPS_MANY.replace(
     "last_value FROM", "last_value, sketch FROM")
 # Raw values, for percentiles over raw points.
 SELECT_VALUES = (
@@ -192,7 +211,8 @@ SELECT_VALUES = (
     "source = ? AND bucket = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
 SELECT_SOURCE_DIRTY = (
-    "SELECT bucket FROM {ks}.rollup_dirty WHERE shard = ? AND source = ?"
+    "SELECT source, bucket FROM {ks}.rollup_dirty WHERE shard = ? "
+    "AND source IN ?"
 )
 SELECT_RAW = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points "
@@ -228,6 +248,8 @@ SUMMARY_BY_INTERVAL = (
     "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?, ?)"
 )
 NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
+SUMMARY_MANY = manySources(SUMMARY)
+SUMMARY_BY_INTERVAL_MANY = manySources(SUMMARY_BY_INTERVAL)
 
 
 def dirtyShard(source: str) -> int:
@@ -286,6 +308,12 @@ class Statements:
     selectRawMany: Any
     selectRollups: Any
     selectRollupSketches: Any
+    selectRollupsMany: Any
+    selectRollupSketchesMany: Any
+    rollupSummaryMany: Any
+    rollupByIntervalMany: Any
+    summaryMany: Any
+    byIntervalMany: Any
     rollupSummary: Any
     rollupSummaryLast: Any
     rollupByInterval: Any
@@ -407,6 +435,15 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
         selectRawMany=session.prepare(SELECT_RAW_MANY.format(ks=ks)),
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
+        selectRollupsMany=session.prepare(SELECT_ROLLUPS_MANY.format(ks=ks)),
+        selectRollupSketchesMany=session.prepare(
+            SELECT_ROLLUP_SKETCHES_MANY.format(ks=ks)),
+        rollupSummaryMany=_unpaged(session.prepare(
+            ROLLUP_SUMMARY_MANY.format(ks=ks))),
+        rollupByIntervalMany=session.prepare(
+            ROLLUP_BY_INTERVAL_MANY.format(ks=ks)),
+        summaryMany=_unpaged(session.prepare(SUMMARY_MANY.format(ks=ks))),
+        byIntervalMany=session.prepare(SUMMARY_BY_INTERVAL_MANY.format(ks=ks)),
         selectRollupSketches=session.prepare(
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),
         **summaries("rollup", ROLLUP_SUMMARY, ROLLUP_BY_INTERVAL,

@@ -79,21 +79,36 @@ def answer(query: Query, series: Sequence[SeriesRow],
     if query.groupBy is not None:
         for row in series:
             groupOf[row.seriesId] = dict(row.tags).get(query.groupBy)
+    # Each summary is folded into its cell (group, interval start); the
+    # groups, the intervals and the total are then folded from the cells,
+    # so a summary costs one merge, not four.  A cell's first summary
+    # becomes the cell (summaries are the search's own, used once).
+    cells: dict[tuple[str | None, int | None], Partial] = {}
+    grouped = query.groupBy is not None
+    for summary in summaries:
+        key = (groupOf.get(summary.seriesId) if grouped else None,
+               summary.intervalStart)
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = summary.partial
+        else:
+            cell.merge(summary.partial)
     total = Partial()
     groups: defaultdict[str | None, Partial] = defaultdict(Partial)
     intervals: dict[int, Partial] = defaultdict(Partial)
     groupIntervals: defaultdict[str | None, dict[int, Partial]] = \
-        defaultdict(lambda: defaultdict(Partial))
-    for summary in summaries:
-        total.merge(summary.partial)
-        if summary.intervalStart is not None:
-            intervals[summary.intervalStart].merge(summary.partial)
-        if query.groupBy is not None:
-            group = groupOf.get(summary.seriesId)
-            groups[group].merge(summary.partial)
-            if summary.intervalStart is not None:
-                groupIntervals[group][summary.intervalStart].merge(
-                    summary.partial)
+        defaultdict(dict)
+    for (group, start), cell in cells.items():
+        if start is not None:
+            intervals[start].merge(cell)
+            if grouped:
+                groupIntervals[group][start] = cell
+        if grouped:
+            groups[group].merge(cell)
+        else:
+            total.merge(cell)
+    for partial in groups.values():
+        total.merge(partial)
 
     aggregation = query.aggregation
     result: dict[str, Any] = {
@@ -104,9 +119,10 @@ def answer(query: Query, series: Sequence[SeriesRow],
         "value": total.value(aggregation),
         "resolution": resolution,
     }
+    formatted: dict[int, str] = {}
     if query.intervalMs is not None:
         result["interval"] = query.intervalMs / 1000
-        result["points"] = _points(intervals, aggregation)
+        result["points"] = _points(intervals, aggregation, formatted)
     if query.groupBy is not None:
         result["group_by"] = query.groupBy
         entries = []
@@ -116,16 +132,27 @@ def answer(query: Query, series: Sequence[SeriesRow],
                 "value": groups[group].value(aggregation),
             }
             if query.intervalMs is not None:
-                entry["points"] = _points(groupIntervals[group], aggregation)
+                entry["points"] = _points(groupIntervals[group], aggregation,
+                                          formatted)
             entries.append(entry)
         result["groups"] = entries
     return result
 
 
-def _points(intervals: dict[int, Partial], aggregation: str
-            ) -> list[list[Any]]:
-    return [[formatTimestamp(start), intervals[start].value(aggregation)]
-            for start in sorted(intervals)]
+def _points(intervals: dict[int, Partial], aggregation: str,
+            formatted: dict[int, str]) -> list[list[Any]]:
+    """
+    The C{[start, value]} pairs of some intervals, in time order; every
+    group of an answer has the same starts, so each is formatted once,
+    into C{formatted}.
+    """
+    points = []
+    for start in sorted(intervals):
+        text = formatted.get(start)
+        if text is None:
+            text = formatted[start] = formatTimestamp(start)
+        points.append([text, intervals[start].value(aggregation)])
+    return points
 
 
 def groupCount(series: Sequence[SeriesRow], groupBy: str | None) -> int:

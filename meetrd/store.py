@@ -35,8 +35,10 @@ from meetrd.points import Point
 from meetrd.readplan import (
     PRUNE_OVER,
     IndexPlan,
+    SourceBatch,
     SeriesRow,
     TagFilters,
+    batchSources,
     checkSeries,
     mergeIndexRows,
     partitionReads,
@@ -48,7 +50,7 @@ from meetrd.rollup import RollupRow, rollUp
 from meetrd.sketch import decodeSketch
 from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
-from meetrd.writeplan import WriteCache, endedBy, planWrite
+from meetrd.writeplan import WriteCache, endedBy, indexRetention, planWrite
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
@@ -78,6 +80,8 @@ ROLLUP_PARTITIONS_PER_BATCH = 10
 # ROLLUP_ROW_BYTES for the rest.
 PACKED_BATCH_BYTES = 4 * 1024
 ROLLUP_ROW_BYTES = 120
+# Sources whose rollup markers one read asks for at most.
+MARKER_SOURCES_PER_READ = 100
 # Index batches in flight at once.  A burst of new series (a fleet of new
 # targets, a client with churning tags) writes mostly into the one index
 # partition of its metric and slice; more requests at once only contend
@@ -232,8 +236,10 @@ class MetricStore:
         def connected(result: tuple[Any, Any, schema.Statements]) -> None:
             self._cluster, self._session, self._statements = result
             if self._cache is None or self._cache.sliceMs != self.sliceMs:
-                self._cache = WriteCache(self._ttl, self.sliceMs,
-                                         rollups=bool(self.rollups))
+                self._cache = WriteCache(
+                    indexRetention(self._ttl, [
+                        int(level.retention) for level in self.rollups]),
+                    self.sliceMs, rollups=bool(self.rollups))
             self._connected = True
             self._lastError = ""
 
@@ -252,6 +258,7 @@ class MetricStore:
         from cassandra import ConsistencyLevel
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.query import tuple_factory
         from cassandra.policies import (
             DCAwareRoundRobinPolicy,
             ExponentialReconnectionPolicy,
@@ -263,6 +270,10 @@ class MetricStore:
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
             consistency_level=getattr(ConsistencyLevel, settings.consistency.read),
             request_timeout=settings.request_timeout,
+            # Rows as plain tuples: the default factory builds a namedtuple
+            # class for every result, about 0.5 ms each, which a search of
+            # a thousand partitions paid a thousand times.
+            row_factory=tuple_factory,
         )
         auth = None
         if settings.username is not None:
@@ -352,6 +363,23 @@ class MetricStore:
             return d.addBoth(done)
 
         return self._readSemaphore.run(read)
+
+    def _readSources(self, one: Any, many: Any, batch: SourceBatch,
+                     parameters: Sequence[Any],
+                     progress: ReadProgress | None = None
+                     ) -> Deferred[list[Any]]:
+        """
+        Read a batch of sources: with C{one}, the statement of one source,
+        when it holds one, else with C{many}, whose rows are led by their
+        source; fire with the rows, each led by its source, only of the
+        series asked of each source.
+        """
+        if len(batch.sources) == 1:
+            return self._read(one, parameters, progress).addCallback(
+                _ledBy, batch.sources[0])
+        asked = batch.asked
+        return self._read(many, parameters, progress).addCallback(
+            lambda rows: [row for row in rows if (row[0], row[1]) in asked])
 
     def _runNow(self, statement: Any, parameters: Sequence[Any] | None
                 ) -> Deferred[list[Any]]:
@@ -666,29 +694,34 @@ class MetricStore:
                           ) -> Deferred[dict[str, set[int]]]:
         """
         For each source, its raw buckets marked for rollup: still open,
-        not yet rolled up, or written again since (one read per source).
+        not yet rolled up, or written again since (one read per marker
+        shard and L{MARKER_SOURCES_PER_READ} sources).
         """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        listed = sorted(set(sources))
+        byShard: dict[int, list[str]] = {}
+        for source in sorted(set(sources)):
+            byShard.setdefault(schema.dirtyShard(source), []).append(source)
+        reads = [(shard, listed[start:start + MARKER_SOURCES_PER_READ])
+                 for shard, listed in byShard.items()
+                 for start in range(0, len(listed), MARKER_SOURCES_PER_READ)]
         if progress is not None:
-            progress.begin("reading the rollup markers", len(listed))
-        reads = [self._read(statements.selectSourceDirty,
-                            (schema.dirtyShard(source), source), progress)
-                 for source in listed]
+            progress.begin("reading the rollup markers", len(reads))
+        requests = [self._read(statements.selectSourceDirty, read, progress)
+                    for read in reads]
 
         def collect(results: list[tuple[bool, Any]]) -> dict[str, set[int]]:
-            pending = {}
-            for source, (ok, rows) in zip(listed, results):
+            pending: dict[str, set[int]] = {}
+            for ok, rows in results:
                 if not ok:
                     rows.raiseException()
-                if rows:
-                    pending[source] = {row[0] for row in rows}
+                for source, bucket in rows:
+                    pending.setdefault(source, set()).add(bucket)
             return pending
 
-        return DeferredList(reads, consumeErrors=True).addCallback(collect)
+        return DeferredList(requests, consumeErrors=True).addCallback(collect)
 
     def rollupSummaries(self, resolutionMs: int,
                         reads: Sequence[tuple[str, int, list[bytes]]],
@@ -713,55 +746,84 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        if progress is not None:
-            progress.begin("reading rollups", len(reads))
+        from cassandra.util import Duration
+
         origin = None if intervalMs is None else fromMs - fromMs % intervalMs
 
         def aggregated(source: str) -> bool:
             return not sketches and not pending.get(source)
 
-        requests = []
-        for source, part, ids in reads:
-            window = (resolutionMs, source, part, ids, fromMs, toMs)
-            if not aggregated(source):
-                statement = (statements.selectRollupSketches if sketches
-                             else statements.selectRollups)
-                requests.append(self._read(statement, window, progress))
-            elif intervalMs is None:
-                requests.append(self._read(
-                    statements.rollupSummaryLast if newestFirst
-                    else statements.rollupSummary, window, progress))
-            else:
-                from cassandra.util import Duration
+        # Reads of one part, all aggregated by Cassandra or all not, are
+        # sent for several sources at once; newest first, which Cassandra
+        # cannot page over several partitions, one by one.
+        single = [read for read in reads
+                  if newestFirst and aggregated(read[0])]
+        batches = [(whole, batch) for whole in (True, False)
+                   for batch in batchSources(
+                       read for read in reads
+                       if aggregated(read[0]) == whole
+                       and not (newestFirst and whole))]
+        if progress is not None:
+            progress.begin("reading rollups", len(batches) + len(single))
 
-                width = Duration(0, 0, intervalMs * 1_000_000)
-                requests.append(self._read(
-                    statements.rollupByIntervalLast if newestFirst
-                    else statements.rollupByInterval,
-                    (width, origin, *window, width, origin), progress))
+        def window(sources: list[str], part: int, ids: list[bytes]
+                   ) -> tuple[Any, ...]:
+            return (resolutionMs, sources[0] if len(sources) == 1
+                    else sources, part, ids, fromMs, toMs)
+
+        def byInterval(parameters: tuple[Any, ...]) -> tuple[Any, ...]:
+            width = Duration(0, 0, intervalMs * 1_000_000)
+            return (width, origin, *parameters, width, origin)
+
+        requests = []
+        for whole, batch in batches:
+            parameters = window(batch.sources, batch.key, batch.ids)
+            if not whole:
+                one, many = ((statements.selectRollupSketches,
+                              statements.selectRollupSketchesMany)
+                             if sketches else (statements.selectRollups,
+                                               statements.selectRollupsMany))
+            elif intervalMs is None:
+                one, many = (statements.rollupSummary,
+                             statements.rollupSummaryMany)
+            else:
+                one, many = (statements.rollupByInterval,
+                             statements.rollupByIntervalMany)
+                parameters = byInterval(parameters)
+            requests.append(self._readSources(one, many, batch, parameters,
+                                              progress))
+        for source, part, ids in single:
+            parameters = window([source], part, ids)
+            if intervalMs is None:
+                request = self._read(statements.rollupSummaryLast,
+                                     parameters, progress)
+            else:
+                request = self._read(statements.rollupByIntervalLast,
+                                     byInterval(parameters), progress)
+            requests.append(request.addCallback(_ledBy, source))
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
-            for (source, _, _), (ok, rows) in zip(reads, results):
+            kinds = [whole for whole, _ in batches] + [True] * len(single)
+            for whole, (ok, rows) in zip(kinds, results):
                 if not ok:
                     rows.raiseException()
-                if aggregated(source):
+                if whole:
                     summaries.extend(_rollupSummaryFromRow(
-                        row, intervalMs is not None, newestFirst)
+                        row[1:], intervalMs is not None, newestFirst)
                         for row in rows)
                     continue
-                skip = pending.get(source, ())
                 for row in rows:
-                    (identifier, ts, rawBucket, count, total, low, high,
-                     firstTs, firstValue, lastTs, lastValue) = row[:11]
-                    if rawBucket in skip:
+                    (source, identifier, ts, rawBucket, count, total, low,
+                     high, firstTs, firstValue, lastTs, lastValue) = row[:12]
+                    if rawBucket in pending.get(source, ()):
                         continue
                     summaries.append(Summary(
                         identifier,
                         None if intervalMs is None else ts - ts % intervalMs,
                         Partial(count, total, low, high, firstTs, firstValue,
                                 lastTs, lastValue,
-                                decodeSketch(row[11]) if sketches else None)))
+                                decodeSketch(row[12]) if sketches else None)))
             return summaries
 
         return DeferredList(requests, consumeErrors=True).addCallback(collect)
@@ -957,15 +1019,26 @@ class MetricStore:
                 return (width, origin, source, bucket, ids, fromMs, toMs,
                         width, origin)
 
+        manyStatement = (statements.summaryMany if intervalMs is None
+                         else statements.byIntervalMany)
+        byInterval = intervalMs is not None
+
         def readAll(present: dict[str, set[int]]
                     ) -> Deferred[list[tuple[bool, Any]]]:
             reads = partitionReads(plan, present)
+            if newestFirst:  # not over several partitions (see schema)
+                requests = [self._read(statement, parameters(
+                    source, bucket, ids), progress).addCallback(
+                    _ledBy, source) for source, bucket, ids in reads]
+            else:
+                requests = [self._readSources(
+                    statement, manyStatement, batch,
+                    parameters(batch.sources if len(batch.sources) > 1
+                               else batch.sources[0], batch.key, batch.ids),
+                    progress) for batch in batchSources(reads)]
             if progress is not None:
-                progress.begin("reading points", len(reads))
-            return DeferredList([
-                self._read(statement, parameters(source, bucket, ids),
-                           progress)
-                for source, bucket, ids in reads], consumeErrors=True)
+                progress.begin("reading points", len(requests))
+            return DeferredList(requests, consumeErrors=True)
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
@@ -973,7 +1046,7 @@ class MetricStore:
                 if not ok:
                     rows.raiseException()
                 for row in rows:
-                    summaries.append(_summaryFromRow(row, intervalMs is not None,
+                    summaries.append(_summaryFromRow(row[1:], byInterval,
                                                      newestFirst))
             return summaries
 
@@ -1077,6 +1150,14 @@ def _rollupSummaryFromRow(row: Sequence[Any], byInterval: bool,
     edge = (lastTs, lastValue) if newestFirst else (firstTs, firstValue)
     return Summary(seriesId, intervalStart, _partial(
         count, total, low, high, edge, newestFirst))
+
+
+def _ledBy(rows: list[Any], source: str) -> list[tuple[Any, ...]]:
+    """
+    The rows of one source's read, each led by that source, as a read of
+    several sources gives them.
+    """
+    return [(source, *row) for row in rows]
 
 
 def _describe(error: BaseException) -> str:

@@ -236,3 +236,13 @@ def endedBy(plan: WritePlan, nowMs: float) -> list[tuple[str, int, int]]:
             for source, bucket in plan.partitions
             if nowMs >= (bucket + 1) * widths[source]]
 
+
+def indexRetention(rawSeconds: int, levelSeconds: Iterable[int]) -> int:
+    """
+    How long index rows must find a series, in seconds (0: forever): as
+    long as its raw points or any of its rollups are kept, since a search
+    answered from rollups alone finds its series in the index too.
+    """
+    spans = [rawSeconds, *levelSeconds]
+    return 0 if 0 in spans else max(spans)
+

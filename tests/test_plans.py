@@ -176,3 +176,57 @@ def test_answerPointsCountsIntervalsAndGroups():
     assert answerPoints(0, 59_999, 60_000, 1) == 1
     assert answerPoints(30_000, 60_000, 60_000, 4) == 8
     assert answerPoints(0, 10, None, 7) == 7
+
+
+def test_readsOfSeveralSourcesAreBatched():
+    """
+    Reads of the same bucket of many sources are gathered into batches of
+    at most SOURCES_PER_READ sources and MAX_IN_SERIES series; each batch
+    remembers which series it asked of which source, and no read is lost
+    or read twice.
+    """
+    from meetrd.readplan import MAX_IN_SERIES, SOURCES_PER_READ, batchSources
+
+    reads = [(f"n:{i}", 7, [bytes([i % 256, 0])]) for i in range(120)]
+    reads += [(f"n:{i}", 8, [bytes([i, k]) for k in range(40)])
+              for i in range(5)]
+    reads.append(("n:0", 7, [b"again"]))
+    batches = batchSources(reads)
+    for batch in batches:
+        assert len(batch.sources) <= SOURCES_PER_READ
+        assert len(batch.ids) <= MAX_IN_SERIES
+        assert len(set(batch.sources)) == len(batch.sources)
+        assert {i for _, i in batch.asked} == set(batch.ids)
+        assert {s for s, _ in batch.asked} == set(batch.sources)
+    asked = sorted((s, b.key, i) for b in batches for s, i in b.asked)
+    assert asked == sorted((s, key, i) for s, key, ids in reads for i in ids)
+    assert [len(b.sources) for b in batches if b.key == 7] == [50, 50, 21]
+    assert [len(b.sources) for b in batches if b.key == 8] == [2, 2, 1]
+
+
+def test_readOfSeveralSourcesKeepsOnlyWhatWasAsked():
+    """
+    A read of several sources shares one IN list of series: the rows of a
+    series from a source it was not asked of are left out, and rows of one
+    source's read come led by that source, as a batch's do.
+    """
+    from twisted.internet.defer import succeed
+
+    from meetrd.readplan import SourceBatch
+    from meetrd.settings import settingsFromMapping
+    from meetrd.store import MetricStore
+
+    store = MetricStore(settingsFromMapping({}, "x").cassandra, 0, None)
+    answers = {"many": [("a", b"x", 1), ("a", b"y", 2), ("b", b"y", 3),
+                        ("b", b"x", 4)],
+               "one": [(b"x", 5)]}
+    store._read = lambda statement, parameters, progress=None: succeed(
+        answers[statement])
+    both = SourceBatch(["a", "b"], 7, [b"x", b"y"],
+                       frozenset({("a", b"x"), ("b", b"y")}))
+    found = []
+    store._readSources("one", "many", both, ()).addCallback(found.append)
+    assert found == [[("a", b"x", 1), ("b", b"y", 3)]]
+    alone = SourceBatch(["a"], 7, [b"x"], frozenset({("a", b"x")}))
+    store._readSources("one", "many", alone, ()).addCallback(found.append)
+    assert found[1] == [("a", b"x", 5)]

@@ -99,6 +99,20 @@ def test_partitionsEndedByTheAckAreMarkedAgain():
     assert len(endedBy(plan, 24 * HOUR)) == 3
 
 
+def test_indexKeptAsLongAsRawOrRollups():
+    """
+    Index rows are kept as long as the longest of the raw retention and
+    the levels' retentions, and forever when any of them is forever.
+    """
+    from meetrd.writeplan import indexRetention
+
+    assert indexRetention(3600, []) == 3600
+    assert indexRetention(3600, [86400, 7200]) == 86400
+    assert indexRetention(3600, [86400, 0]) == 0
+    assert indexRetention(0, [86400]) == 0
+    assert indexRetention(90 * 86400, [86400]) == 90 * 86400
+
+
 def test_markerShards():
     """
     Sources spread over the marker shards, always to the same one.

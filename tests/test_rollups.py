@@ -235,6 +235,13 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
         assert raw == 0
         rows = rollupRows(cql, keyspace, "n:expire:1")
         assert [(r.count, r.sum) for r in rows] == [(30, 60.0)]
+        # The levels keep their rows forever: so do the index rows that
+        # lead a search to them (raw retention alone would give them 3 s
+        # and a day).
+        ttls = {row[0] for row in cql.execute(
+            f"SELECT ttl(bucket_ms) FROM {keyspace}.series_index "
+            f"WHERE metric = 'expire' ALLOW FILTERING")}
+        assert ttls == {None}
         # The keyspace held no point when the levels were configured:
         # they answer for any time, these old points included.
         assert set(store.rollupSince.values()) == {0}
