@@ -1,6 +1,7 @@
 """
 meetrd's benchmarks: ingest (L{bench.ingest}), search (L{bench.search})
-and scale (L{bench.scale}: 100,000 series) against the Cassandra node
+scale (L{bench.scale}: 100,000 series) and rollups (L{bench.rollups}: a
+year of one series, a month of 1,000 nodes) against the Cassandra node
 named by C{MEETR_TEST_CASSANDRA}, in keyspaces of their own that are
 dropped at the end::
 
@@ -72,7 +73,11 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-scale", action="store_true",
                         help="skip the scale benchmark (bench/scale.py, "
                              "about 4 minutes)")
-    parser.add_argument("--only", choices=("ingest", "search", "scale"),
+    parser.add_argument("--no-rollups", action="store_true",
+                        help="skip the rollups benchmark (bench/rollups.py, "
+                             "about 40 minutes)")
+    parser.add_argument("--only", choices=("ingest", "search", "scale",
+                                           "rollups"),
                         help="run this benchmark only")
     parser.add_argument("--json", metavar="PATH",
                         help="also write every measurement as JSON")
@@ -91,6 +96,7 @@ def main(argv: list[str]) -> int:
         args.no_ingest = args.only != "ingest"
         args.no_search = args.only != "search"
         args.no_scale = args.only != "scale"
+        args.no_rollups = args.only != "rollups"
     shapes = [s for s in args.shapes.split(",") if s]
     for shape in shapes:
         if shape not in SHAPES:
@@ -106,6 +112,16 @@ def main(argv: list[str]) -> int:
         try:
             results["scale"] = Scale(scaleArgs([]), log).run()
             ok = ok and not results["scale"].get("aborted")
+        except Exception:
+            traceback.print_exc()
+            ok = False
+
+    if not args.no_rollups:
+        from bench.rollups import Rollups, parseArgs as rollupArgs
+
+        try:
+            results["rollups"] = Rollups(rollupArgs([]), log).run()
+            ok = ok and not results["rollups"].get("aborted")
         except Exception:
             traceback.print_exc()
             ok = False
@@ -369,6 +385,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
 
         out.append("")
         out.append(scaleReport(scale))
+    rollups = results.get("rollups")
+    if rollups:
+        from bench.rollups import report as rollupReport
+
+        out.append("")
+        out.append(rollupReport(rollups))
     return "\n".join(out)
 
 

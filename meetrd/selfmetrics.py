@@ -92,13 +92,35 @@ def _single(family: Any, name: str, text: str, value: float) -> Any:
     return metric
 
 
+class _LagCollector:
+    """
+    Reads the reactor lag probe's longest stalls when scraped.
+    """
+
+    def __init__(self, lag: Any) -> None:
+        self._lag = lag
+
+    def collect(self) -> Iterator[Any]:
+        yield _single(GaugeMetricFamily, "meetr_reactor_lag_seconds",
+                      "The longest time the reactor kept other work "
+                      "waiting in the last 10 seconds.",
+                      self._lag.recentLongest())
+        yield _single(GaugeMetricFamily, "meetr_reactor_lag_longest_seconds",
+                      "The longest time the reactor kept other work "
+                      "waiting since the start.", self._lag.longest)
+
+
 class SelfMetrics:
     """
     The metrics meetrd keeps about itself.
     """
 
     def __init__(self, store: Any = None, hunter: Any = None,
-                 rollup: Any = None) -> None:
+                 rollup: Any = None, lag: Any = None) -> None:
+        """
+        @param lag: a L{meetrd.reactorlag.ReactorLagProbe} to report, whose
+            C{observe} this sets.
+        """
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "meetr_http_requests", "HTTP requests answered.",
@@ -130,6 +152,16 @@ class SelfMetrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         if store is not None:
             self.registry.register(_StoreCollector(store, hunter, rollup))
+        if lag is not None:
+            probes = Histogram(
+                "meetr_reactor_lag_probe_seconds",
+                "How late each reactor probe (every 50 ms) ran: how long "
+                "the reactor was busy past its due moment.",
+                registry=self.registry,
+                buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1,
+                         2.5, 5))
+            lag.observe = probes.observe
+            self.registry.register(_LagCollector(lag))
 
     def observeRequest(self, route: str, method: str, status: int,
                        seconds: float | None) -> None:

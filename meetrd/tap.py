@@ -6,6 +6,7 @@ The twistd plugin's options and the service tree, built in one place.
     store   connects the one Cassandra session, closes it last
     rollup  rolls raw partitions up (only with rollup levels set)
     hunter  fetches metrics from nodes on schedule and on demand
+    reactor-lag  measures how long the reactor keeps work waiting
     web     the HTTP API, stopped first so nothing new comes in
     signals SIGTERM and SIGHUP
 """
@@ -186,6 +187,7 @@ def buildService(settings: Settings, reactor: Any,
     from meetrd.web import MeetrSite
 
     from meetrd.logs import bridgeDriverLogs
+    from meetrd.reactorlag import ReactorLagProbe
     from meetrd.selfmetrics import SelfMetrics
 
     bridgeDriverLogs()
@@ -209,7 +211,10 @@ def buildService(settings: Settings, reactor: Any,
     hunter = HunterService(settings, store, reactor)
     hunter.setName("hunter")
     hunter.setServiceParent(root)
-    selfMetrics = SelfMetrics(store, hunter, rollup)
+    lag = ReactorLagProbe(reactor)
+    lag.setName("reactor-lag")
+    lag.setServiceParent(root)
+    selfMetrics = SelfMetrics(store, hunter, rollup, lag)
     hunter.onResult = selfMetrics.observeScrape
     api = MetricsAPI(store, settings, reactor, hunter=hunter,
                      selfMetrics=selfMetrics)

@@ -70,6 +70,12 @@ def test_selfMetricsMoveWithTraffic(tmp_path, node, keyspace):
     assert after[("meetr_cassandra_requests_total", ())] > \
         before[("meetr_cassandra_requests_total", ())]
     assert ("meetr_cassandra_requests_in_flight", ()) in after
+    # The reactor lag probe runs every 50 ms: it has run by now, and the
+    # longest stall it saw is at least the last one.
+    probes = ("meetr_reactor_lag_probe_seconds_count", ())
+    assert after[probes] > before.get(probes, 0) > 0
+    assert after[("meetr_reactor_lag_longest_seconds", ())] >= \
+        after[("meetr_reactor_lag_seconds", ())] >= 0
 
 
 class Streamer(threading.Thread):
