@@ -135,6 +135,16 @@ SELECT_INDEX = (
     "WHERE metric = ? AND slice = ?{filters} LIMIT ?"
 )
 INDEX_FILTER = " AND tags[?] = ?"
+# The index of several slices at once, when no tag filter is pushed down
+# (Cassandra refuses an IN on the key beside an indexed column): a year of
+# daily slices is eight requests, not 365.  The limit is per slice, as
+# SELECT_INDEX's.
+SELECT_INDEX_SLICES = (
+    "SELECT slice, series_id, source, bucket_ms, tags FROM {ks}.series_index "
+    "WHERE metric = ? AND slice IN ? PER PARTITION LIMIT ?"
+)
+# Slices whose index one SELECT_INDEX_SLICES reads at most.
+INDEX_SLICES_PER_READ = 50
 SELECT_LEGACY_SERIES = (
     "SELECT series_id, tags, source, bucket_ms FROM {ks}.series "
     "WHERE metric = ? LIMIT ?"
@@ -189,8 +199,9 @@ def manySources(statement: str) -> str:
     """
     A statement of one source's partition made to read several sources'
     at once, each row led by its source: one request for many small
-    partitions.  (Not newest first: Cassandra cannot page an ORDER BY
-    over several partitions.)
+    partitions.  For rows only: Cassandra aggregates over several
+    partitions slowly and warns each time, and cannot page an ORDER BY
+    over them.
     """
     return statement.replace("SELECT series_id", "SELECT source, series_id"
                              ).replace("source = ?", "source IN ?").replace(
@@ -198,8 +209,6 @@ def manySources(statement: str) -> str:
 
 
 SELECT_ROLLUPS_MANY = manySources(SELECT_ROLLUPS)
-ROLLUP_SUMMARY_MANY = manySources(ROLLUP_SUMMARY)
-ROLLUP_BY_INTERVAL_MANY = manySources(ROLLUP_BY_INTERVAL)
 # The same with each row's sketch, for percentiles.
 SELECT_ROLLUP_SKETCHES = SELECT_ROLLUPS.replace(
     "last_value FROM", "last_value, sketch FROM")
@@ -248,8 +257,6 @@ SUMMARY_BY_INTERVAL = (
     "AND ts >= ? AND ts <= ? GROUP BY series_id, floor(ts, ?, ?)"
 )
 NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
-SUMMARY_MANY = manySources(SUMMARY)
-SUMMARY_BY_INTERVAL_MANY = manySources(SUMMARY_BY_INTERVAL)
 
 
 def dirtyShard(source: str) -> int:
@@ -306,14 +313,11 @@ class Statements:
     deleteDirty: Any
     selectRaw: Any
     selectRawMany: Any
+    selectIndexSlices: Any
     selectRollups: Any
     selectRollupSketches: Any
     selectRollupsMany: Any
     selectRollupSketchesMany: Any
-    rollupSummaryMany: Any
-    rollupByIntervalMany: Any
-    summaryMany: Any
-    byIntervalMany: Any
     rollupSummary: Any
     rollupSummaryLast: Any
     rollupByInterval: Any
@@ -434,16 +438,11 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
         selectRawMany=session.prepare(SELECT_RAW_MANY.format(ks=ks)),
+        selectIndexSlices=session.prepare(SELECT_INDEX_SLICES.format(ks=ks)),
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
         selectRollupsMany=session.prepare(SELECT_ROLLUPS_MANY.format(ks=ks)),
         selectRollupSketchesMany=session.prepare(
             SELECT_ROLLUP_SKETCHES_MANY.format(ks=ks)),
-        rollupSummaryMany=_unpaged(session.prepare(
-            ROLLUP_SUMMARY_MANY.format(ks=ks))),
-        rollupByIntervalMany=session.prepare(
-            ROLLUP_BY_INTERVAL_MANY.format(ks=ks)),
-        summaryMany=_unpaged(session.prepare(SUMMARY_MANY.format(ks=ks))),
-        byIntervalMany=session.prepare(SUMMARY_BY_INTERVAL_MANY.format(ks=ks)),
         selectRollupSketches=session.prepare(
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),
         **summaries("rollup", ROLLUP_SUMMARY, ROLLUP_BY_INTERVAL,

@@ -17,6 +17,7 @@ writes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections import Counter
 from typing import Any, Iterable, Sequence
 
 from twisted.internet.defer import (
@@ -753,16 +754,13 @@ class MetricStore:
         def aggregated(source: str) -> bool:
             return not sketches and not pending.get(source)
 
-        # Reads of one part, all aggregated by Cassandra or all not, are
-        # sent for several sources at once; newest first, which Cassandra
-        # cannot page over several partitions, one by one.
-        single = [read for read in reads
-                  if newestFirst and aggregated(read[0])]
-        batches = [(whole, batch) for whole in (True, False)
-                   for batch in batchSources(
-                       read for read in reads
-                       if aggregated(read[0]) == whole
-                       and not (newestFirst and whole))]
+        # Rows of one part are read for several sources at once; reads
+        # that Cassandra aggregates go one source a read (it aggregates
+        # over several partitions slowly, with a warning each time, and
+        # such reads timed out under a search of a thousand nodes).
+        single = [read for read in reads if aggregated(read[0])]
+        batches = [(False, batch) for batch in batchSources(
+            read for read in reads if not aggregated(read[0]))]
         if progress is not None:
             progress.begin("reading rollups", len(batches) + len(single))
 
@@ -776,30 +774,25 @@ class MetricStore:
             return (width, origin, *parameters, width, origin)
 
         requests = []
-        for whole, batch in batches:
-            parameters = window(batch.sources, batch.key, batch.ids)
-            if not whole:
-                one, many = ((statements.selectRollupSketches,
-                              statements.selectRollupSketchesMany)
-                             if sketches else (statements.selectRollups,
-                                               statements.selectRollupsMany))
-            elif intervalMs is None:
-                one, many = (statements.rollupSummary,
-                             statements.rollupSummaryMany)
-            else:
-                one, many = (statements.rollupByInterval,
-                             statements.rollupByIntervalMany)
-                parameters = byInterval(parameters)
-            requests.append(self._readSources(one, many, batch, parameters,
-                                              progress))
+        for _, batch in batches:
+            one, many = ((statements.selectRollupSketches,
+                          statements.selectRollupSketchesMany)
+                         if sketches else (statements.selectRollups,
+                                           statements.selectRollupsMany))
+            requests.append(self._readSources(
+                one, many, batch, window(batch.sources, batch.key, batch.ids),
+                progress))
         for source, part, ids in single:
             parameters = window([source], part, ids)
             if intervalMs is None:
-                request = self._read(statements.rollupSummaryLast,
-                                     parameters, progress)
+                request = self._read(
+                    statements.rollupSummaryLast if newestFirst
+                    else statements.rollupSummary, parameters, progress)
             else:
-                request = self._read(statements.rollupByIntervalLast,
-                                     byInterval(parameters), progress)
+                request = self._read(
+                    statements.rollupByIntervalLast if newestFirst
+                    else statements.rollupByInterval,
+                    byInterval(parameters), progress)
             requests.append(request.addCallback(_ledBy, source))
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
@@ -920,13 +913,23 @@ class MetricStore:
         """
         statements = self._require()
         chosen = [read for read in plan.reads if read.slice in present]
+        # Slices read without a tag filter go several a request, their rows
+        # led by their slice; filtered ones one a request.
+        plain = [read.slice for read in chosen if not read.filters]
         reads = [
+            self._read(statements.selectIndexSlices, (
+                metric, plain[start:start + schema.INDEX_SLICES_PER_READ],
+                plan.limit), progress)
+            for start in range(0, len(plain), schema.INDEX_SLICES_PER_READ)]
+        slices: list[int | None] = [-1] * len(reads)
+        filtered = [read for read in chosen if read.filters]
+        reads.extend(
             self._read(statements.selectIndex[len(read.filters)],
                        (metric, read.slice,
                         *(part for pair in read.filters for part in pair),
                         plan.limit), progress)
-            for read in chosen]
-        slices: list[int | None] = [read.slice for read in chosen]
+            for read in filtered)
+        slices.extend(read.slice for read in filtered)
         if statements.selectLegacy is not None:
             reads.append(self._read(statements.selectLegacy,
                                     (metric, plan.limit), progress))
@@ -941,6 +944,13 @@ class MetricStore:
                 if not ok:
                     found.raiseException()
                 self.indexRowsRead += len(found)
+                if number == -1:  # several slices, each row led by its own
+                    perSlice = Counter(row[0] for row in found)
+                    if perSlice and max(perSlice.values()) >= plan.limit:
+                        checkSeries(plan.limit, maxSeries)
+                    rows.extend((row[0], row[1], row[2], row[3],
+                                 _tags(row[4])) for row in found)
+                    continue
                 if len(found) >= plan.limit:
                     checkSeries(plan.limit, maxSeries)
                 if number is None:
@@ -1019,26 +1029,20 @@ class MetricStore:
                 return (width, origin, source, bucket, ids, fromMs, toMs,
                         width, origin)
 
-        manyStatement = (statements.summaryMany if intervalMs is None
-                         else statements.byIntervalMany)
         byInterval = intervalMs is not None
 
         def readAll(present: dict[str, set[int]]
                     ) -> Deferred[list[tuple[bool, Any]]]:
+            # One source a read: Cassandra aggregates over several
+            # partitions (source IN ?) slowly, with a warning each time,
+            # and timed out under a search of a thousand nodes.
             reads = partitionReads(plan, present)
-            if newestFirst:  # not over several partitions (see schema)
-                requests = [self._read(statement, parameters(
-                    source, bucket, ids), progress).addCallback(
-                    _ledBy, source) for source, bucket, ids in reads]
-            else:
-                requests = [self._readSources(
-                    statement, manyStatement, batch,
-                    parameters(batch.sources if len(batch.sources) > 1
-                               else batch.sources[0], batch.key, batch.ids),
-                    progress) for batch in batchSources(reads)]
             if progress is not None:
-                progress.begin("reading points", len(requests))
-            return DeferredList(requests, consumeErrors=True)
+                progress.begin("reading points", len(reads))
+            return DeferredList([
+                self._read(statement, parameters(source, bucket, ids),
+                           progress).addCallback(_ledBy, source)
+                for source, bucket, ids in reads], consumeErrors=True)
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
