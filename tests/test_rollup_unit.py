@@ -467,15 +467,16 @@ def test_sketchesDecodeAsTheLibraryDoes():
 
 def test_sketchBytesMatchTheLibrarysSketch():
     """
-    The sketch the rollups encode from keyed values holds the very bins,
-    zero count and quantiles of the library's sketch of the same values
-    (added one by one), for positive, negative, zero, tiny and huge values
-    and for no value at all.
+    The sketch the rollups encode from keyed values, and the one filled
+    from them for raw percentiles, hold the very bins, zero count and
+    quantiles of the library's sketch of the same values (added one by
+    one), for positive, negative, zero, tiny and huge values and for no
+    value at all.
     """
     import random
 
-    from meetrd.sketch import decodeSketch, encodeSketch, sketchBytesOf, \
-        sketchOf
+    from meetrd.sketch import decodeSketch, encodeSketch, filledSketch, \
+        sketchBytesOf, sketchOf
 
     def bins(store):
         return {store.offset + i: count
@@ -488,6 +489,10 @@ def test_sketchBytesMatchTheLibrarysSketch():
             values += [1e-300, -1e-300, 1e300, -1e300]
         found = decodeSketch(sketchBytesOf(values))
         expected = decodeSketch(encodeSketch(sketchOf(values)))
+        filled = filledSketch(values)
+        assert bins(filled._store) == bins(expected._store)
+        assert bins(filled._negative_store) == bins(expected._negative_store)
+        assert filled.count == len(values)
         assert bins(found._store) == bins(expected._store)
         assert bins(found._negative_store) == bins(expected._negative_store)
         assert found._zero_count == expected._zero_count
