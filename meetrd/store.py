@@ -16,8 +16,8 @@ writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from twisted.internet.defer import (
