@@ -217,18 +217,18 @@ async def test_markerWrittenDuringRollupIsKept(node, cql, keyspace):
 @pytest_twisted.ensureDeferred
 async def test_rollupsOutliveRawPoints(node, cql, keyspace):
     """
-    With a raw retention of 3 s and rollups kept forever, the rollup rows
+    With a raw retention of 6 s and rollups kept forever, the rollup rows
     are still there once the raw points have expired, and searches answer
     from them alone.
     """
     tags = freezeTags({"node": "expire:1"})
     old = (int(time.time() * 1000) // HOUR - 2) * HOUR
-    store = await openStore(node, keyspace, retention=3)
+    store = await openStore(node, keyspace, retention=6)
     try:
         await store.writePoints([Point("expire", tags, old + i * 1000, 2.0)
                                  for i in range(30)])
         await serviceFor(store, node, keyspace).tick()
-        await deferLater(reactor, 4, lambda: None)
+        await deferLater(reactor, 7, lambda: None)
         raw = cql.execute(f"SELECT count(*) FROM {keyspace}.points WHERE "
                           f"source = %s AND bucket = %s",
                           ("n:expire:1", old // HOUR)).one()[0]
@@ -236,7 +236,7 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
         rows = rollupRows(cql, keyspace, "n:expire:1")
         assert [(r.count, r.sum) for r in rows] == [(30, 60.0)]
         # The levels keep their rows forever: so do the index rows that
-        # lead a search to them (raw retention alone would give them 3 s
+        # lead a search to them (raw retention alone would give them 6 s
         # and a day).
         ttls = {row[0] for row in cql.execute(
             f"SELECT ttl(bucket_ms) FROM {keyspace}.series_index "

@@ -134,9 +134,17 @@ async def test_churnedSeriesDoNotWeighOnSearches(node, cql):
             await store.writePoints(churned[start:start + 5_000])
         # Index rows live for the retention plus one slice (11 s).
         await sleep(12)
-        now = int(time.time() * 1000)
-        await store.writePoints([Point("churn", freezeTags({"i": "new"}),
-                                       now, 7.0)])
+        # The new series is written without a TTL: with a retention of one
+        # second, a slow search would otherwise outlive the point it looks
+        # for.
+        kept = await openStore(node, keyspace, retention=0,
+                               index_slice="10s")
+        try:
+            now = int(time.time() * 1000)
+            await kept.writePoints([Point("churn", freezeTags({"i": "new"}),
+                                          now, 7.0)])
+        finally:
+            await kept.close()
         before = store.indexRowsRead
         result = await search(store, "churn", now - 5_000, now, "sum",
                               groupBy="i")
