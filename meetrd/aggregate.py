@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last")
 # The same pattern as the OpenAPI document's: 0 < Q < 100, no leading zero.
@@ -121,6 +121,44 @@ class Partial:
                 return None
             return float(self.sketch.get_quantile_value(quantile))
         raise ValueError(f"unknown aggregation {aggregation!r}")
+
+
+def _mergeTotals(into: Partial, other: Partial) -> None:
+    into.count += other.count
+    into.total += other.total
+
+
+def _mergeMinimum(into: Partial, other: Partial) -> None:
+    if other.count:
+        into.count += other.count
+        if into.minimum is None or (other.minimum is not None
+                                    and other.minimum < into.minimum):
+            into.minimum = other.minimum
+
+
+def _mergeMaximum(into: Partial, other: Partial) -> None:
+    if other.count:
+        into.count += other.count
+        if into.maximum is None or (other.maximum is not None
+                                    and other.maximum > into.maximum):
+            into.maximum = other.maximum
+
+
+def mergerFor(aggregation: str) -> Callable[[Partial, Partial], None]:
+    """
+    A function that folds one summary into another as L{Partial.merge}
+    does, for the fields C{aggregation} reads only (and the count, which
+    tells an empty summary): an answer of many cells merges each twice,
+    and a sum, an average, a minimum or a maximum need one or two fields
+    of the nine.
+    """
+    if aggregation in ("count", "sum", "avg"):
+        return _mergeTotals
+    if aggregation == "min":
+        return _mergeMinimum
+    if aggregation == "max":
+        return _mergeMaximum
+    return Partial.merge
 
 
 def summarizeValues(points: list[tuple[int, float]]) -> Partial:

@@ -12,6 +12,11 @@ from typing import Any
 from twisted.logger import ILogObserver, LogLevel, Logger, jsonFileLogObserver
 
 _NEGOTIATION = "Downgrading core protocol version"
+# Searches have Cassandra aggregate a short range of several sources' raw
+# partitions in one request on purpose (the edges of a rollup search);
+# Cassandra warns of it every time.
+_MANY_PARTITIONS = ("Server warning: Aggregation query used on multiple "
+                    "partition keys")
 _LEVELS = (
     (logging.CRITICAL, LogLevel.critical),
     (logging.ERROR, LogLevel.error),
@@ -54,6 +59,8 @@ class TwistedLogHandler(logging.Handler):
             # to the node's; that is how it negotiates, not a fault.
             level = LogLevel.info
             text = text.split(". To avoid this")[0]
+        elif text.startswith(_MANY_PARTITIONS):
+            level = LogLevel.debug
         Logger(namespace=record.name).emit(level, "{text}", text=text)
 
 

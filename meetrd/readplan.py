@@ -382,6 +382,20 @@ def rollupReads(series: Sequence[SeriesRow], choice: RollupChoice
 # Sources (partitions) one read asks for at most, when several small
 # partitions of one bucket or rollup part are read together.
 SOURCES_PER_READ = 50
+# How much time of raw points, summed over its sources, one request has
+# Cassandra aggregate: it aggregates the partitions of C{source IN ?} one
+# after the other on one thread, and 50 sources of 30 days timed out.
+AGGREGATED_SOURCE_MS = 50 * 3_600_000
+
+
+def aggregatedSourcesPerRead(fromMs: int, toMs: int) -> int:
+    """
+    How many sources one request has Cassandra aggregate over the range
+    C{[fromMs, toMs]}: up to L{SOURCES_PER_READ} for the edges of a rollup
+    search (an hour or less), one for a range of two days or more.
+    """
+    span = max(1, toMs - fromMs + 1)
+    return max(1, min(SOURCES_PER_READ, AGGREGATED_SOURCE_MS // span))
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,11 +414,11 @@ class SourceBatch:
     asked: frozenset[tuple[str, bytes]]
 
 
-def batchSources(reads: Iterable[tuple[str, int, list[bytes]]]
-                 ) -> list[SourceBatch]:
+def batchSources(reads: Iterable[tuple[str, int, list[bytes]]],
+                 perRead: int = SOURCES_PER_READ) -> list[SourceBatch]:
     """
     Gather C{(source, key, seriesIds)} reads of the same key into batches
-    of up to L{SOURCES_PER_READ} sources and L{MAX_IN_SERIES} series.
+    of up to C{perRead} sources and L{MAX_IN_SERIES} series.
     """
     byKey: dict[int, list[tuple[str, list[bytes]]]] = {}
     for source, key, ids in reads:
@@ -415,7 +429,7 @@ def batchSources(reads: Iterable[tuple[str, int, list[bytes]]]
         ids: dict[bytes, None] = {}
         asked: set[tuple[str, bytes]] = set()
         for source, listed in members:
-            if sources and (len(sources) == SOURCES_PER_READ
+            if sources and (len(sources) >= perRead
                             or len(ids) + len(listed) > MAX_IN_SERIES):
                 batches.append(SourceBatch(list(sources), key, list(ids),
                                            frozenset(asked)))

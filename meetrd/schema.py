@@ -199,9 +199,9 @@ def manySources(statement: str) -> str:
     """
     A statement of one source's partition made to read several sources'
     at once, each row led by its source: one request for many small
-    partitions.  For rows only: Cassandra aggregates over several
-    partitions slowly and warns each time, and cannot page an ORDER BY
-    over them.
+    partitions.  Cassandra aggregates over several partitions one after
+    the other (and warns each time), so aggregates are read this way only
+    over short ranges; it cannot page an ORDER BY over them.
     """
     return statement.replace("SELECT series_id", "SELECT source, series_id"
                              ).replace("source = ?", "source IN ?").replace(
@@ -220,7 +220,7 @@ SELECT_VALUES = (
     "source = ? AND bucket = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
 SELECT_SOURCE_DIRTY = (
-    "SELECT source, bucket FROM {ks}.rollup_dirty WHERE shard = ? "
+    "SELECT source, bucket FROM {ks}.rollup_dirty WHERE shard IN ? "
     "AND source IN ?"
 )
 SELECT_RAW = (
@@ -307,6 +307,8 @@ class Statements:
     summaryLast: Any
     byInterval: Any
     byIntervalLast: Any
+    summaryMany: Any
+    byIntervalMany: Any
     insertRollup: Any
     insertDirty: Any
     selectDirty: Any
@@ -438,6 +440,10 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
         selectRawMany=session.prepare(SELECT_RAW_MANY.format(ks=ks)),
+        summaryMany=_unpaged(session.prepare(
+            manySources(SUMMARY).format(ks=ks))),
+        byIntervalMany=session.prepare(
+            manySources(SUMMARY_BY_INTERVAL).format(ks=ks)),
         selectIndexSlices=session.prepare(SELECT_INDEX_SLICES.format(ks=ks)),
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
         selectRollupsMany=session.prepare(SELECT_ROLLUPS_MANY.format(ks=ks)),

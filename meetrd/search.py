@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from meetrd.aggregate import Partial, percentileOf
+from meetrd.aggregate import Partial, mergerFor, percentileOf
 from meetrd.durations import formatDuration
 from meetrd.readplan import (
     SearchTooWide,
@@ -85,6 +85,7 @@ def answer(query: Query, series: Sequence[SeriesRow],
     # becomes the cell (summaries are the search's own, used once).
     cells: dict[tuple[str | None, int | None], Partial] = {}
     grouped = query.groupBy is not None
+    merge = mergerFor(query.aggregation)
     for summary in summaries:
         key = (groupOf.get(summary.seriesId) if grouped else None,
                summary.intervalStart)
@@ -92,7 +93,7 @@ def answer(query: Query, series: Sequence[SeriesRow],
         if cell is None:
             cells[key] = summary.partial
         else:
-            cell.merge(summary.partial)
+            merge(cell, summary.partial)
     total = Partial()
     groups: defaultdict[str | None, Partial] = defaultdict(Partial)
     intervals: dict[int, Partial] = defaultdict(Partial)
@@ -100,15 +101,15 @@ def answer(query: Query, series: Sequence[SeriesRow],
         defaultdict(dict)
     for (group, start), cell in cells.items():
         if start is not None:
-            intervals[start].merge(cell)
+            merge(intervals[start], cell)
             if grouped:
                 groupIntervals[group][start] = cell
         if grouped:
-            groups[group].merge(cell)
+            merge(groups[group], cell)
         else:
-            total.merge(cell)
+            merge(total, cell)
     for partial in groups.values():
-        total.merge(partial)
+        merge(total, partial)
 
     aggregation = query.aggregation
     result: dict[str, Any] = {

@@ -39,6 +39,7 @@ from meetrd.readplan import (
     SourceBatch,
     SeriesRow,
     TagFilters,
+    aggregatedSourcesPerRead,
     batchSources,
     checkSeries,
     mergeIndexRows,
@@ -83,6 +84,9 @@ PACKED_BATCH_BYTES = 4 * 1024
 ROLLUP_ROW_BYTES = 120
 # Sources whose rollup markers one read asks for at most.
 MARKER_SOURCES_PER_READ = 100
+# A search whose intervals span at most this many rows of its level reads
+# the rows rather than have Cassandra group them (see rollupSummaries).
+ROWS_A_CELL_READ_WHOLE = 4
 # Index batches in flight at once.  A burst of new series (a fleet of new
 # targets, a client with churning tags) writes mostly into the one index
 # partition of its metric and slice; more requests at once only contend
@@ -695,19 +699,21 @@ class MetricStore:
                           ) -> Deferred[dict[str, set[int]]]:
         """
         For each source, its raw buckets marked for rollup: still open,
-        not yet rolled up, or written again since (one read per marker
-        shard and L{MARKER_SOURCES_PER_READ} sources).
+        not yet rolled up, or written again since (one read per
+        L{MARKER_SOURCES_PER_READ} sources, ordered by their marker shard
+        so that a read spans few shards).
         """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        byShard: dict[int, list[str]] = {}
-        for source in sorted(set(sources)):
-            byShard.setdefault(schema.dirtyShard(source), []).append(source)
-        reads = [(shard, listed[start:start + MARKER_SOURCES_PER_READ])
-                 for shard, listed in byShard.items()
-                 for start in range(0, len(listed), MARKER_SOURCES_PER_READ)]
+        ordered = sorted((schema.dirtyShard(source), source)
+                         for source in set(sources))
+        reads = []
+        for start in range(0, len(ordered), MARKER_SOURCES_PER_READ):
+            chunk = ordered[start:start + MARKER_SOURCES_PER_READ]
+            reads.append((sorted({shard for shard, _ in chunk}),
+                          [source for _, source in chunk]))
         if progress is not None:
             progress.begin("reading the rollup markers", len(reads))
         requests = [self._read(statements.selectSourceDirty, read, progress)
@@ -751,8 +757,14 @@ class MetricStore:
 
         origin = None if intervalMs is None else fromMs - fromMs % intervalMs
 
+        # With intervals no wider than a few rows of the level, Cassandra's
+        # grouping saves little and costs a request a source: rows are read
+        # then, many sources a request.
+        fewRowsACell = intervalMs is not None and \
+            intervalMs <= ROWS_A_CELL_READ_WHOLE * resolutionMs
+
         def aggregated(source: str) -> bool:
-            return not sketches and not pending.get(source)
+            return not (sketches or fewRowsACell or pending.get(source))
 
         # Rows of one part are read for several sources at once; reads
         # that Cassandra aggregates go one source a read (it aggregates
@@ -1030,19 +1042,25 @@ class MetricStore:
                         width, origin)
 
         byInterval = intervalMs is not None
+        # Cassandra aggregates the partitions of several sources one after
+        # the other: short ranges (the edges of a rollup search) are read
+        # many sources a request, long ones one source a request.  A read
+        # newest first is one source a request: Cassandra orders rows across
+        # partitions only without paging.
+        perRead = 1 if newestFirst else aggregatedSourcesPerRead(fromMs, toMs)
+        many = statements.summaryMany if intervalMs is None \
+            else statements.byIntervalMany
 
         def readAll(present: dict[str, set[int]]
                     ) -> Deferred[list[tuple[bool, Any]]]:
-            # One source a read: Cassandra aggregates over several
-            # partitions (source IN ?) slowly, with a warning each time,
-            # and timed out under a search of a thousand nodes.
-            reads = partitionReads(plan, present)
+            batches = batchSources(partitionReads(plan, present), perRead)
             if progress is not None:
-                progress.begin("reading points", len(reads))
+                progress.begin("reading points", len(batches))
             return DeferredList([
-                self._read(statement, parameters(source, bucket, ids),
-                           progress).addCallback(_ledBy, source)
-                for source, bucket, ids in reads], consumeErrors=True)
+                self._readSources(statement, many, batch, parameters(
+                    batch.sources[0] if len(batch.sources) == 1
+                    else batch.sources, batch.key, batch.ids), progress)
+                for batch in batches], consumeErrors=True)
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []

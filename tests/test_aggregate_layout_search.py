@@ -3,9 +3,13 @@ Tests for the pure parts of searching: L{meetrd.aggregate},
 L{meetrd.layout} and L{meetrd.search}.
 """
 
-import pytest
+import copy
 
-from meetrd.aggregate import AGGREGATIONS, Partial, mergeAll
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meetrd.aggregate import AGGREGATIONS, Partial, mergeAll, mergerFor
 from meetrd.layout import (
     NODE_BUCKET_MS,
     SERIES_BUCKET_MS,
@@ -16,7 +20,9 @@ from meetrd.layout import (
 )
 from meetrd.points import freezeTags
 from meetrd.readplan import (
+    SOURCES_PER_READ,
     SearchTooWide,
+    aggregatedSourcesPerRead,
     checkPartitions,
     checkSeries,
     matches,
@@ -49,6 +55,66 @@ def test_mergeKeepsExtremesAndEnds():
     assert {x: merged.value(x) for x in AGGREGATIONS} == {
         "sum": 14.0, "avg": 14.0 / 6, "min": -1.0, "max": 5.0, "count": 6,
         "first": 5.0, "last": -1.0}
+
+
+def partialOf(points: list[tuple[int, float]]) -> Partial:
+    """
+    The summary of some C{(ts, value)} points, as a search builds it.
+    """
+    if not points:
+        return Partial()
+    points = sorted(points)
+    values = [v for _, v in points]
+    return Partial(len(values), sum(values), min(values), max(values),
+                   points[0][0], points[0][1], points[-1][0], points[-1][1])
+
+
+summaries = st.lists(st.lists(st.tuples(st.integers(0, 50),
+                                        st.integers(-5, 5).map(float)),
+                              max_size=4), min_size=1, max_size=8)
+
+
+@given(summaries)
+def test_leanMergersAgreeWithMerge(groups):
+    """
+    For every aggregation, folding summaries (empty ones among them) with
+    the merger L{mergerFor} gives the value L{Partial.merge} gives.
+    """
+    partials = [partialOf(points) for points in groups]
+    for aggregation in AGGREGATIONS:
+        merge = mergerFor(aggregation)
+        lean, full = Partial(), Partial()
+        for partial in partials:
+            merge(lean, copy.copy(partial))
+            full.merge(copy.copy(partial))
+        assert lean.value(aggregation) == full.value(aggregation), aggregation
+
+
+def test_leanMergersSkipUnreadFields():
+    """
+    The mergers of a sum, an average and a count fold the count and the
+    total only; that of a minimum the minimum only: the fields their
+    answer does not read are left as they were.
+    """
+    into = Partial()
+    mergerFor("avg")(into, partialOf([(1, 2.0), (2, 4.0)]))
+    assert (into.count, into.total, into.minimum, into.firstTs) == \
+        (2, 6.0, None, None)
+    mergerFor("min")(into, partialOf([(3, -1.0)]))
+    assert (into.count, into.minimum, into.maximum) == (3, -1.0, None)
+    assert mergerFor("p99") is Partial.merge
+
+
+def test_aggregatedSourcesPerRead():
+    """
+    Short ranges (the edges of a rollup search) have Cassandra aggregate
+    many sources a request, ranges of days one source a request.
+    """
+    hour = 3_600_000
+    assert aggregatedSourcesPerRead(0, hour - 1) == SOURCES_PER_READ
+    assert aggregatedSourcesPerRead(0, 0) == SOURCES_PER_READ
+    assert aggregatedSourcesPerRead(0, 10 * hour - 1) == 5
+    assert aggregatedSourcesPerRead(0, 30 * 24 * hour) == 1
 
 
 def test_seriesIdStable():

@@ -179,3 +179,54 @@ async def test_rollupsEqualRaw(node, cql):
         await stores.close()
         cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     assert {"1m", "5m", "1h"} <= set(stores.resolutions), stores.resolutions
+
+
+@pytest_twisted.ensureDeferred
+async def test_manySourcesAnswerFromFewRequests(node, cql):
+    """
+    120 nodes, each its own source, grouped by node by the hour over two
+    whole hours and half of a third: the level's rows and the raw edge are
+    read for many sources a request (a handful of requests, where one a
+    source and part made it more than 240), and every aggregation equals
+    the raw answer, group by group and hour by hour.
+    """
+    keyspace = uniqueKeyspace("fleet")
+    stores = Stores(node, keyspace)
+    await stores.connect()
+    nodes = 120
+    try:
+        await stores.rolled.writePoints([
+            Point("fleet", freezeTags({"node": f"fleet:{n}"}),
+                  START + j * 5 * MINUTE + n, float((n * 31 + j * 7) % 97) - 40.5)
+            for n in range(nodes) for j in range(36)])
+        clock = Clock()
+        clock.advance(time.time() + 60)
+        service = RollupService(stores.rolled, stores.service._settings,
+                                Shard(), clock)
+        while True:
+            before = service.rolled
+            await service.tick()
+            if service.rolled == before:
+                break
+        assert service.rolled >= nodes * 3
+        for aggregation in ("avg", "sum", "count", "min", "max", "first",
+                            "last"):
+            query = Query("fleet", "a", "b", START, START + 150 * MINUTE - 1,
+                          aggregation, groupBy="node", intervalMs=HOUR)
+            sent = stores.rolled.requests
+            rolled = await runSearch(stores.rolled, query, stores.limits)
+            requests = stores.rolled.requests - sent
+            raw = await runSearch(stores.raw, query, stores.limits)
+            assert rolled["resolution"] == "1h"
+            assert len(rolled["groups"]) == nodes
+            assert all(len(g["points"]) == 3 for g in rolled["groups"])
+            rolled["resolution"] = "raw"
+            sameAnswer(rolled, raw)
+            if aggregation != "last":
+                # The index, two of markers, three of the level's rows and
+                # three of the raw edge (read newest first, "last" reads
+                # one source a request).
+                assert requests <= 12, (aggregation, requests)
+    finally:
+        await stores.close()
+        cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
