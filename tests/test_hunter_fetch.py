@@ -98,6 +98,21 @@ async def test_connectionsReused(server, fetcher):
 
 
 @pytest_twisted.ensureDeferred
+async def test_endpointsMadeOncePerNode(server, fetcher):
+    """
+    Fetches of one node, its pages and redirects included, make its
+    endpoint once; another address of the same host makes a second one.
+    """
+    base, site, page = server
+    for path in ("/page", "/hop", "/page", "/zipped"):
+        await fetcher.fetch(base + path, 5)
+    assert fetcher.endpoints.made == 1
+    await fetcher.fetch(base.replace("127.0.0.1", "localhost") + "/page", 5)
+    assert fetcher.endpoints.made == 2
+    assert page.hits == 4
+
+
+@pytest_twisted.ensureDeferred
 async def test_gzipAccepted(server, fetcher):
     """
     A gzip-encoded answer arrives decoded.
@@ -139,3 +154,29 @@ async def test_bodyLimitWhileStreaming(server, fetcher):
             await slow.fetch(base + "/trickle", 0.3)
     finally:
         await slow.close()
+
+
+def test_endpointsForgetTheLeastRecentlyUsed():
+    """
+    Past their size, the endpoints kept are the most recently used; an
+    unknown scheme is refused as Agent refuses it.
+    """
+    from twisted.internet.endpoints import HostnameEndpoint
+    from twisted.web.client import URI
+    from twisted.web.error import SchemeNotSupported
+
+    from meetrd.hunter.endpoints import ReusedEndpoints
+
+    endpoints = ReusedEndpoints(reactor, size=2)
+    first = endpoints.endpointForURI(URI.fromBytes(b"http://a.example:1/x"))
+    assert isinstance(first, HostnameEndpoint)
+    endpoints.endpointForURI(URI.fromBytes(b"https://b.example/y"))
+    assert endpoints.endpointForURI(
+        URI.fromBytes(b"http://a.example:1/z")) is first
+    endpoints.endpointForURI(URI.fromBytes(b"http://c.example/"))
+    assert endpoints.made == 3
+    # b was the least recently used: made again; a was kept.
+    endpoints.endpointForURI(URI.fromBytes(b"https://b.example/y"))
+    assert endpoints.made == 4
+    with pytest.raises(SchemeNotSupported):
+        endpoints.endpointForURI(URI.fromBytes(b"ftp://a.example/"))

@@ -67,6 +67,22 @@ def hunterSettings(node, keyspace, targets, **hunter):
     }, "test")
 
 
+def targetFolder(folder, job, interval):
+    """
+    A folder of target files, its one file, and a function that writes
+    the file anew with the given nodes (C{/artemis} pages of C{job}).
+    """
+    folder.mkdir()
+    targetFile = folder / "web.yaml"
+
+    def write(nodes):
+        targetFile.write_text(json.dumps([{
+            "job": job, "nodes": nodes, "path": "/artemis",
+            "interval": interval}]))
+
+    return folder, targetFile, write
+
+
 def recent():
     """
     An hour either side of now, in ms.
@@ -243,15 +259,8 @@ async def test_targetFilesReloaded(node, keyspace, nodes, tmp_path):
     """
     addresses, pages, process = nodes
     web = addresses["web"]
-    folder = tmp_path / "targets.d"
-    folder.mkdir()
-    targetFile = folder / "web.yaml"
-
-    def write(nodes_):
-        targetFile.write_text(json.dumps([{
-            "job": "filed", "nodes": nodes_, "path": "/artemis",
-            "interval": "1s"}]))
-
+    folder, targetFile, write = targetFolder(tmp_path / "targets.d",
+                                             "filed", "1s")
     write([web])
     settings = hunterSettings(node, keyspace, [],
                               target_files=[str(folder / "*.yaml")],
@@ -272,6 +281,42 @@ async def test_targetFilesReloaded(node, keyspace, nodes, tmp_path):
         await deferLater(reactor, 0.6)
         assert len(hunter.loops) == 2
         targetFile.unlink()
+        await deferLater(reactor, 0.6)
+        assert hunter.loops == {}
+    finally:
+        await hunter.stopService()
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_targetFilesAddedByReloadAreWatched(node, keyspace, nodes,
+                                                  tmp_path):
+    """
+    Target files first named by a reload (none at start) are read at once
+    and then watched like those of the start: a later change to them is
+    picked up; a reload that names none any more stops the watching.
+    """
+    addresses, pages, process = nodes
+    web = addresses["web"]
+    folder, _, write = targetFolder(tmp_path / "added.d", "added", "1h")
+    write([web])
+    settings = hunterSettings(node, keyspace, [], target_files_check="200ms")
+    store = MetricStore(settings.cassandra, 0, reactor)
+    await store.connect()
+    hunter = HunterService(settings, store, reactor)
+    hunter.startService()
+    try:
+        assert hunter.loops == {}
+        hunter.applyTargets(hunterSettings(
+            node, keyspace, [], target_files=[str(folder / "*.yaml")]).hunter)
+        assert [l.target.node for l in hunter.loops.values()] == [web]
+        write([web, addresses["process"]])
+        await deferLater(reactor, 0.6)
+        assert sorted(l.target.node for l in hunter.loops.values()) == \
+            sorted([web, addresses["process"]])
+        hunter.applyTargets(hunterSettings(node, keyspace, []).hunter)
+        assert hunter.loops == {}
+        write([web])
         await deferLater(reactor, 0.6)
         assert hunter.loops == {}
     finally:

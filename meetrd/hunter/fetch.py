@@ -12,7 +12,16 @@ from typing import Any
 import treq
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.web.client import Agent, HTTPConnectionPool, RedirectAgent
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    RedirectAgent,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+
+from meetrd.hunter.endpoints import ReusedEndpoints
 
 USER_AGENT = b"meetrd-hunter/0.1"
 ACCEPT = (b"text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,"
@@ -62,7 +71,9 @@ class Fetcher:
         self.pool = HTTPConnectionPool(reactor, persistent=True)
         self.pool.maxPersistentPerHost = maxPerHost
         self.pool.cachedConnectionTimeout = 120
-        agent = Agent(reactor, pool=self.pool, connectTimeout=None)
+        self.endpoints = ReusedEndpoints(reactor)
+        agent = Agent.usingEndpointFactory(reactor, self.endpoints,
+                                           pool=self.pool)
         self._plain = plainClient or client or HTTPClient(agent)
         if client is None:
             client = HTTPClient(RedirectAgent(agent, redirectLimit=maxRedirects)
@@ -80,22 +91,11 @@ class Fetcher:
                        allow_redirects=False, unbuffered=True,
                        reactor=self._reactor)
         d.addCallback(self._read)
-        timedOut = []
-
-        def expire() -> None:
-            timedOut.append(True)
-            d.cancel()
-
-        deadline = self._reactor.callLater(timeout, expire)
-
-        def settle(result: Any) -> Any:
-            if deadline.active():
-                deadline.cancel()
-            return result
+        # Cancelled by the deadline, the request fails with whatever the
+        # client makes of the cancellation: that is a timeout.
+        d.addTimeout(timeout, self._reactor, onTimeoutCancel=_timedOut)
 
         def explain(failure: Any) -> None:
-            if timedOut:
-                raise FetchError(f"timed out after {timeout:g}s")
             if failure.check(FetchError):
                 return failure
             if failure.check(BodyTooLarge):
@@ -104,7 +104,7 @@ class Fetcher:
                 raise FetchError("cancelled")
             raise FetchError(_reason(failure))
 
-        return d.addBoth(settle).addErrback(explain)
+        return d.addErrback(explain)
 
     def _read(self, response: Any) -> Deferred[Page]:
         """
@@ -142,6 +142,10 @@ class Fetcher:
         return self.pool.closeCachedConnections()
 
 
+def _timedOut(result: Any, timeout: float) -> Failure:
+    return Failure(FetchError(f"timed out after {timeout:g}s"))
+
+
 class _Discard:
     """
     A body protocol that drops what it gets, so the connection can close.
@@ -164,8 +168,6 @@ def _reason(failure: Any) -> str:
     """
     The cause of a failed fetch in a few words.
     """
-    from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
-
     error = failure.value
     if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
         reasons = getattr(error, "reasons", None) or []

@@ -67,11 +67,24 @@ class HunterService(Service):
         """
         super().startService()
         self.reloadTargetFiles()
-        if self.settings.hunter.target_files:
+        self._watchFiles()
+
+    def _watchFiles(self) -> None:
+        """
+        Look at the target files every C{target_files_check} while the
+        current settings name some (they may come with a reload), and not
+        otherwise.
+        """
+        watching = self._watcher is not None and self._watcher.running
+        wanted = bool(self.targetSettings.target_files) and self.running
+        if wanted and not watching:
             self._watcher = LoopingCall(self.reloadTargetFiles)
             self._watcher.clock = self.reactor
-            self._watcher.start(self.settings.hunter.target_files_check,
+            self._watcher.start(self.targetSettings.target_files_check,
                                 now=False)
+        elif watching and not wanted:
+            assert self._watcher is not None
+            self._watcher.stop()
 
     def reloadTargetFiles(self, force: bool = False) -> None:
         """
@@ -110,6 +123,7 @@ class HunterService(Service):
         self.targetSettings = self.targetSettings.model_copy(update={
             "targets": hunter.targets, "target_files": hunter.target_files})
         self.reloadTargetFiles(force=True)
+        self._watchFiles()
 
     def _apply(self, targets: list[Target]) -> None:
         wanted = {target.key: target for target in targets}
