@@ -29,6 +29,8 @@ setup(
         # message.
         "ddsketch==3.0.1",
         "protobuf==7.36.2",
+        # JSON batches decoded into typed items in one pass.
+        "msgspec==0.23.0",
     ],
     extras_require={
         "test": [

@@ -296,6 +296,23 @@ def serveBlocking(handlers: dict[str, Callable[..., dict[str, Any]]]) -> None:
         out.flush()
 
 
+def runAndReport(runner: Callable[[Any, Callable[[str], None]], Any],
+                 args: Any, report: Callable[[dict[str, Any]], str]) -> int:
+    """
+    Run a benchmark (C{runner(args, log).run()}, its progress on standard
+    error), write its figures to C{args.json} when given, print its
+    report, and give the exit code: 1 when the run says it was aborted.
+    """
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    started = time.monotonic()
+    results = runner(args, log).run()
+    results["seconds"] = time.monotonic() - started
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(report(results))
+    return 1 if results.get("aborted") else 0
+
+
 def median(values: Iterable[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)

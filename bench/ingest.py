@@ -385,7 +385,8 @@ class Profiler:
 #: sample counts for the innermost stage on its stack.
 STAGES = (
     ("HTTP, Klein (twisted.web)", "HTTPChannel.dataReceived", "twisted/web/"),
-    ("JSON decoding", "parseJSON", "meetrd/api.py"),
+    ("JSON decoding and checking", "decodeBatch", "meetrd/jsonbatch.py"),
+    ("JSON decoding", "parseJSON", "meetrd/validation.py"),
     ("validation (checkBatch)", "checkBatch", "meetrd/validation.py"),
     ("writePoints: placement, batches", "MetricStore.writePoints",
      "meetrd/store.py"),

@@ -54,6 +54,7 @@ from bench.common import (  # noqa: E402
     nodeAddress,
     now,
     serveBlocking,
+    runAndReport,
 )
 
 HERE = str(Path(__file__).resolve())
@@ -713,13 +714,10 @@ def report(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = parseArgs(argv)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    results = Rollups(args, log).run()
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(report(results))
-    return 1 if results.get("aborted") else 0
+    """
+    Run the benchmark and print its tables (and write the JSON).
+    """
+    return runAndReport(Rollups, parseArgs(argv), report)
 
 
 if __name__ == "__main__":

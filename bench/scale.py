@@ -43,7 +43,6 @@ exit, so the workers are stopped first.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -87,6 +86,7 @@ from bench.common import (  # noqa: E402
     nodeAddress,
     now,
     serveBlocking,
+    runAndReport,
 )
 from bench.workerloop import serveStore  # noqa: E402
 
@@ -1342,17 +1342,9 @@ def report(results: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     """
-    Run the scale benchmark and print its table (and write the JSON).
+    Run the benchmark and print its tables (and write the JSON).
     """
-    args = parseArgs(argv)
-    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
-    started = time.monotonic()
-    results = Scale(args, log).run()
-    results["seconds"] = time.monotonic() - started
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(report(results))
-    return 1 if results.get("aborted") else 0
+    return runAndReport(Scale, parseArgs(argv), report)
 
 
 def worker(argv: list[str]) -> None:

@@ -9,11 +9,12 @@ C{Retry-After} when Cassandra cannot answer in time.
 
 from __future__ import annotations
 
-import json
 import zlib
 from typing import Any
 
 from klein import Klein
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -22,6 +23,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
+from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
 from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
 from meetrd.settings import Settings
 from meetrd.store import StoreUnavailable
@@ -32,6 +34,7 @@ from meetrd.validation import (
     checkBatch,
     checkMetric,
     checkPoint,
+    parseJSON,
 )
 from meetrd.web import jsonBody
 
@@ -133,16 +136,6 @@ def readBody(request: IRequest, limit: int) -> bytes:
     return plain
 
 
-def parseJSON(data: bytes | str, field: str) -> Any:
-    """
-    Parse JSON, or raise a L{FieldProblem} naming C{field}.
-    """
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FieldProblem(field, f"not valid JSON: {e}") from None
-
-
 class MetricsAPI:
     """
     The HTTP API of meetrd.
@@ -173,6 +166,20 @@ class MetricsAPI:
         self.authorizer = Authorizer(settings.auth)
         self.writesInFlight = 0
         self.searchesInFlight = 0
+        self._cooperator: Cooperator | None = None
+
+    @property
+    def cooperator(self) -> Cooperator:
+        """
+        Runs long work (large batches) in steps, each in a reactor turn of
+        its own, on the API's clock (which then also provides
+        C{callLater}).
+        """
+        if self._cooperator is None:
+            clock = self.clock
+            self._cooperator = Cooperator(
+                scheduler=lambda step: clock.callLater(0, step))
+        return self._cooperator
 
     def resource(self) -> Any:
         """
@@ -194,9 +201,11 @@ class MetricsAPI:
         self.authorizer.check(request, "write")
         if self.writesInFlight >= self.settings.http.max_writes_in_flight:
             raise Overloaded("writes", self.writesInFlight)
-        points = self._pointsOf(request)
         self.writesInFlight += 1
-        d = self.store.writePoints(points)
+        # A large JSON body is checked in slices (a Deferred), anything
+        # else at once; either way a bad batch fails before any write.
+        d = maybeDeferred(self._pointsOf, request)
+        d.addCallback(self.store.writePoints)
         d.addBoth(self._writeDone)
 
         def written(count: int) -> bytes:
@@ -214,18 +223,17 @@ class MetricsAPI:
         self.searchesInFlight -= 1
         return result
 
-    def _pointsOf(self, request: IRequest) -> list[Any]:
+    def _pointsOf(self, request: IRequest) -> list[Any] | Deferred[list[Any]]:
         limits = self.settings.limits
         nowMs = self._nowMs()
         contentType = (request.getHeader(b"content-type") or b"")
         mediaType = contentType.split(b";")[0].strip().lower()
         if mediaType in (b"application/json", b"text/json"):
-            document = parseJSON(
-                readBody(request, self.settings.http.max_body_size),
-                "(body)")
-            if isinstance(document, dict) and "metrics" in document:
-                document = document["metrics"]
-            return checkBatch(document, limits, nowMs, field="(body)")
+            body = readBody(request, self.settings.http.max_body_size)
+            if len(body) > LARGE_BODY:
+                return decodeBatchInSlices(body, limits, nowMs,
+                                           self.cooperator, field="(body)")
+            return decodeBatch(body, limits, nowMs, field="(body)")
         if mediaType not in (b"application/x-www-form-urlencoded",
                              b"multipart/form-data", b""):
             raise ApiError(415, {

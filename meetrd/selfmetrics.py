@@ -110,16 +110,45 @@ class _LagCollector:
                       "waiting since the start.", self._lag.longest)
 
 
+class _CollectorCollector:
+    """
+    Reads the garbage collector's timings when scraped.
+    """
+
+    def __init__(self, tuning: Any) -> None:
+        self._tuning = tuning
+
+    def collect(self) -> Iterator[Any]:
+        seconds = CounterMetricFamily(
+            "meetr_gc_seconds", "Time spent in Python's cyclic garbage "
+            "collector, by generation.", labels=["generation"])
+        runs = CounterMetricFamily(
+            "meetr_gc_collections", "Collections by Python's cyclic "
+            "garbage collector, by generation.", labels=["generation"])
+        for generation in range(3):
+            seconds.add_metric([str(generation)],
+                               self._tuning.seconds[generation])
+            runs.add_metric([str(generation)],
+                            self._tuning.collections[generation])
+        yield seconds
+        yield runs
+        yield _single(GaugeMetricFamily, "meetr_gc_longest_seconds",
+                      "The longest collection since the start.",
+                      self._tuning.longest)
+
+
 class SelfMetrics:
     """
     The metrics meetrd keeps about itself.
     """
 
     def __init__(self, store: Any = None, hunter: Any = None,
-                 rollup: Any = None, lag: Any = None) -> None:
+                 rollup: Any = None, lag: Any = None,
+                 collector: Any = None) -> None:
         """
         @param lag: a L{meetrd.reactorlag.ReactorLagProbe} to report, whose
             C{observe} this sets.
+        @param collector: a L{meetrd.collector.CollectorTuning} to report.
         """
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
@@ -162,6 +191,8 @@ class SelfMetrics:
                          2.5, 5))
             lag.observe = probes.observe
             self.registry.register(_LagCollector(lag))
+        if collector is not None:
+            self.registry.register(_CollectorCollector(collector))
 
     def observeRequest(self, route: str, method: str, status: int,
                        seconds: float | None) -> None:

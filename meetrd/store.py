@@ -18,21 +18,26 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
+    FirstError,
+    gatherResults,
     succeed,
 )
+from twisted.internet.task import Cooperator
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from meetrd import schema
 from meetrd.aggregate import Partial, summarizeValues
 from meetrd.driverbridge import executeAsync
 from meetrd.points import Point
+from meetrd.binding import pointBatch
 from meetrd.readplan import (
     PRUNE_OVER,
     IndexPlan,
@@ -56,6 +61,8 @@ from meetrd.writeplan import WriteCache, endedBy, indexRetention, planWrite
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
+# Points planned and bound in one reactor turn: about 10 to 20 ms of work.
+WRITE_SLICE = 2_500
 # Partitions of one row each sent together, when they share a replica: at
 # Cassandra's default threshold for warning of unlogged batches across
 # partitions (unlogged_batch_across_partitions_warn_threshold: 10).
@@ -182,6 +189,9 @@ class MetricStore:
         self._semaphore = DeferredSemaphore(settings.max_in_flight)
         self._readSemaphore = DeferredSemaphore(settings.max_reads_in_flight)
         self._indexSemaphore = DeferredSemaphore(INDEX_WRITES_IN_FLIGHT)
+        # Large writes are planned and bound a slice a reactor turn.
+        self._cooperator = Cooperator(
+            scheduler=lambda step: reactor.callLater(0, step))
         self._cluster: Any = None
         self._session: Any = None
         self._statements: schema.Statements | None = None
@@ -437,6 +447,31 @@ class MetricStore:
 
         Points of one partition go as unlogged batches of at most
         L{MAX_BATCH_ROWS} rows; each partition is a request of its own.
+        More than L{WRITE_SLICE} points are planned and sent a slice a
+        reactor turn (the slices' requests in flight together), so that a
+        batch of 50,000 points does not hold the reactor for all of them.
+        """
+        points = points if isinstance(points, list) else list(points)
+        if len(points) <= WRITE_SLICE:
+            return self._writeSlice(points)
+        started: list[Deferred[int]] = []
+
+        def steps() -> Iterator[None]:
+            for start in range(0, len(points), WRITE_SLICE):
+                started.append(self._writeSlice(
+                    points[start:start + WRITE_SLICE]))
+                yield None
+
+        def allWritten(_: object) -> Deferred[int]:
+            return gatherResults(started, consumeErrors=True).addCallbacks(
+                sum, _firstError)
+
+        return self._cooperator.cooperate(steps()).whenDone().addCallback(
+            allWritten)
+
+    def _writeSlice(self, points: list[Point]) -> Deferred[int]:
+        """
+        Write some points (see L{writePoints}) in one go.
         """
         try:
             statements = self._require()
@@ -488,8 +523,6 @@ class MetricStore:
         """
         Send the index rows and points of a planned write.
         """
-        from cassandra.query import BatchStatement, BatchType
-
         indexTTL = cache.ttl
         writeLevel = statements.insertPoint.consistency_level
         requests = []
@@ -522,11 +555,9 @@ class MetricStore:
                 lone.setdefault(self._replicaOf(bound), []).append(bound)
                 continue
             for start in range(0, len(rows), MAX_BATCH_ROWS):
-                batch = BatchStatement(BatchType.UNLOGGED,
-                                       consistency_level=writeLevel)
-                for row in rows[start:start + MAX_BATCH_ROWS]:
-                    batch.add(insert, (source, bucket, *row, *ttlValue))
-                requests.append(self._run(batch, None))
+                requests.append(self._run(pointBatch(
+                    insert, source, bucket, rows[start:start + MAX_BATCH_ROWS],
+                    self._ttl, writeLevel), None))
         for bounds in lone.values():
             for start in range(0, len(bounds), MAX_LONE_PER_BATCH):
                 requests.append(self._run(
@@ -1106,6 +1137,15 @@ def packRollupBatches(partitions: Iterable[tuple[list[Any], int]]
     if packed:
         batches.append(packed)
     return batches
+
+
+def _firstError(failure: Failure) -> Failure:
+    """
+    The failure of the first of several requests that failed, as itself.
+    """
+    if failure.check(FirstError):
+        return failure.value.subFailure
+    return failure
 
 
 def _batchOf(bounds: list[Any], level: Any) -> Any:

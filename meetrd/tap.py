@@ -7,6 +7,8 @@ The twistd plugin's options and the service tree, built in one place.
     rollup  rolls raw partitions up (only with rollup levels set)
     hunter  fetches metrics from nodes on schedule and on demand
     reactor-lag  measures how long the reactor keeps work waiting
+    collector    sets Python's garbage collector for a long-lived process
+                 (started last: what start-up made is frozen) and times it
     web     the HTTP API, stopped first so nothing new comes in
     signals SIGTERM and SIGHUP
 """
@@ -186,6 +188,7 @@ def buildService(settings: Settings, reactor: Any,
     from meetrd.storeservice import StoreService
     from meetrd.web import MeetrSite
 
+    from meetrd.collector import CollectorTuning
     from meetrd.logs import bridgeDriverLogs
     from meetrd.reactorlag import ReactorLagProbe
     from meetrd.selfmetrics import SelfMetrics
@@ -214,7 +217,9 @@ def buildService(settings: Settings, reactor: Any,
     lag = ReactorLagProbe(reactor)
     lag.setName("reactor-lag")
     lag.setServiceParent(root)
-    selfMetrics = SelfMetrics(store, hunter, rollup, lag)
+    collector = CollectorTuning()
+    collector.setName("collector")
+    selfMetrics = SelfMetrics(store, hunter, rollup, lag, collector)
     hunter.onResult = selfMetrics.observeScrape
     api = MetricsAPI(store, settings, reactor, hunter=hunter,
                      selfMetrics=selfMetrics)
@@ -229,6 +234,7 @@ def buildService(settings: Settings, reactor: Any,
                             keepUSR1=settings.log.format == "json")
     signals.setName("signals")
     signals.setServiceParent(root)
+    collector.setServiceParent(root)
     return root
 
 

@@ -60,6 +60,16 @@ class BatchProblems(Exception):
         self.total = total
 
 
+def parseJSON(data: bytes | str, field: str) -> Any:
+    """
+    Parse JSON, or raise a L{FieldProblem} naming C{field}.
+    """
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FieldProblem(field, f"not valid JSON: {e}") from None
+
+
 def checkMetric(name: object, limits: Limits, field: str = "metric_id") -> str:
     """
     Check a metric name and return it.

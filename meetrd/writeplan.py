@@ -144,16 +144,24 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
     bySeries: dict[bytes, tuple[SeriesKey, str | None, list[Point]]] = {}
     known = cache.series
     count = 0
+    # The points of a batch share few tag tuples (validation gives equal
+    # tags one tuple): series are looked up by the tuple's identity, which
+    # is stable while the points hold it, rather than by hashing the pairs
+    # again at every point.
+    seen: dict[tuple[str, int], list[Point]] = {}
     for point in points:
-        key = (point.metric, point.tags)
-        entry = known.get(key)
-        if entry is None:
-            entry = cache.identify(key)
-        found = bySeries.get(entry[0])
+        local = (point.metric, id(point.tags))
+        found = seen.get(local)
         if found is None:
-            bySeries[entry[0]] = (key, entry[1], [point])
-        else:
-            found[2].append(point)
+            key = (point.metric, point.tags)
+            entry = known.get(key)
+            if entry is None:
+                entry = cache.identify(key)
+            series = bySeries.get(entry[0])
+            if series is None:
+                series = bySeries[entry[0]] = (key, entry[1], [])
+            found = seen[local] = series[2]
+        found.append(point)
         count += 1
 
     perNode: defaultdict[str, int] = defaultdict(int)

@@ -149,6 +149,13 @@ class Daemon:
              *self.args],
             cwd=self.workdir, env=env, stdout=self._log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self._waitListening()
+
+    def _waitListening(self) -> "Daemon":
+        """
+        Wait until the started process says on which port it listens.
+        """
+        assert self.process is not None
         deadline = time.monotonic() + 60
         offset = self.logPath.stat().st_size if self.port else 0
         while time.monotonic() < deadline:

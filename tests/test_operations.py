@@ -76,6 +76,56 @@ def test_selfMetricsMoveWithTraffic(tmp_path, node, keyspace):
     assert after[probes] > before.get(probes, 0) > 0
     assert after[("meetr_reactor_lag_longest_seconds", ())] >= \
         after[("meetr_reactor_lag_seconds", ())] >= 0
+    # The daemon's garbage collector is timed, generation by generation.
+    for generation in "012":
+        label = (("generation", generation),)
+        assert after[("meetr_gc_collections_total", label)] >= 0
+        assert after[("meetr_gc_seconds_total", label)] >= 0
+
+
+def test_batchAtTheLimitOverHTTP(tmp_path, node, keyspace):
+    """
+    A JSON batch of 50,000 points (the default limit, a 6 MB body checked
+    in slices) is acknowledged whole and stored whole; the same batch
+    with one bad point deep inside is refused whole, naming that point,
+    and stores nothing.
+    """
+    daemon = Daemon(tmp_path, daemonSettings(keyspace, node)).start()
+    try:
+        daemon.waitReady()
+        # 1,000 series (100 nodes x 10), 50 seconds each.
+        batch = [{"metric_id": "limit.m", "ts": BASE_MS + 60_000 + t * 1000,
+                  "value": float(j),
+                  "tags": {"node": f"limit-{n}.example", "j": str(j)}}
+                 for n in range(100) for j in range(10) for t in range(50)]
+        bad = [dict(item) for item in batch]
+        bad[43_210]["value"] = "lots"
+        for item in bad:
+            item["metric_id"] = "limit.bad"
+        reply = daemon.post("/1.0/metrics", json.dumps(bad).encode(),
+                            "application/json")
+        assert reply.status == 400, reply.body
+        assert [(e["index"], e["field"]) for e in reply.json()["errors"]] \
+            == [(43_210, "value")]
+        body = json.dumps(batch).encode()
+        assert len(body) > 1024 * 1024
+        reply = daemon.post("/1.0/metrics", body, "application/json")
+        assert reply.status == 200, reply.body
+        assert reply.json()["written"] == 50_000
+        window = {"from": BASE_MS, "to": BASE_MS + 120_000}
+        counted = daemon.get("/1.0/metrics", metric="limit.m",
+                             aggregation="count", **window).json()
+        assert counted["value"] == 50_000
+        summed = daemon.get("/1.0/metrics", metric="limit.m",
+                            aggregation="sum", group_by="j",
+                            **window).json()
+        assert [g["value"] for g in summed["groups"]] == [
+            5000.0 * int(g["tags"]["j"]) for g in summed["groups"]]
+        refused = daemon.get("/1.0/metrics", metric="limit.bad",
+                             aggregation="count", **window).json()
+        assert refused["value"] == 0
+    finally:
+        daemon.stop()
 
 
 class Streamer(threading.Thread):

@@ -12,7 +12,12 @@ from twisted.internet import reactor
 from meetrd.points import Point, freezeTags
 from meetrd.search import Query, runSearch
 from meetrd.settings import settingsFromMapping
-from meetrd.store import MAX_BATCH_ROWS, MetricStore, StoreUnavailable
+from meetrd.store import (
+    MAX_BATCH_ROWS,
+    WRITE_SLICE,
+    MetricStore,
+    StoreUnavailable,
+)
 
 pytestmark = pytest.mark.cassandra
 
@@ -191,6 +196,9 @@ async def test_unreachable(keyspace):
         0, reactor)
     with pytest.raises(StoreUnavailable, match=r"connecting to Cassandra at 127\.0\.0\.1:1"):
         await store.writePoints(points("x", [1]))
+    # A write of several slices fails as one slice does, not wrapped.
+    with pytest.raises(StoreUnavailable, match=r"connecting to Cassandra"):
+        await store.writePoints(points("x", range(3 * WRITE_SLICE)))
     with pytest.raises(StoreUnavailable, match=r"cannot reach Cassandra at "
                                               r"127\.0\.0\.1:1"):
         await store.connect()
@@ -265,3 +273,42 @@ async def test_loneRowsShareRequests(store):
     for i in (0, 13, 24):
         result = await search(store, f"lone.{i}", BASE, BASE + 1000, "sum")
         assert result["value"] == 2.0 * i
+
+
+@pytest_twisted.ensureDeferred
+async def test_largeWriteGoesInSlices(store, cql, keyspace):
+    """
+    50,000 points of 500 nodes (a batch at the API's limit) are planned and
+    sent a slice of at most L{WRITE_SLICE} points at a time, each slice
+    started in a reactor turn of its own, and every point is in Cassandra
+    once the write fires with their number.
+    """
+    from twisted.internet.task import Cooperator
+
+    # One step a turn: other work scheduled during a slice (here a mark
+    # per slice) runs before the next slice starts.
+    store._cooperator = Cooperator(
+        terminationPredicateFactory=lambda: lambda: True,
+        scheduler=lambda step: reactor.callLater(0, step))
+    sliced = []
+    ran = []
+    writeSlice = store._writeSlice
+
+    def recorded(chunk):
+        sliced.append((len(chunk), len(ran)))
+        reactor.callLater(0, ran.append, len(sliced))
+        return writeSlice(chunk)
+
+    store._writeSlice = recorded
+    batch = [Point(f"large.m{j}", freezeTags({"node": f"large-{n}"}),
+                   BASE + 5000, float(n * 100 + j))
+             for n in range(500) for j in range(100)]
+    written = await store.writePoints(batch)
+    assert written == 50_000
+    assert [size for size, _ in sliced] == [WRITE_SLICE] * (
+        50_000 // WRITE_SLICE)
+    assert [before for _, before in sliced] == list(range(len(sliced)))
+    result = await search(store, "large.m7", BASE, BASE + 10_000, "count")
+    assert result["value"] == 500
+    total = await search(store, "large.m99", BASE, BASE + 10_000, "sum")
+    assert total["value"] == sum(float(n * 100 + 99) for n in range(500))

@@ -1,0 +1,57 @@
+"""
+Point rows bound for Cassandra without the driver's per-row binding.
+
+C{BatchStatement.add(prepared, values)} binds each row through a
+C{BoundStatement}: a type lookup and a serializer call per value, an
+object per row, and a routing key computed for every row.  A partition's
+rows share their first two values (source and bucket) and the types of
+the others are fixed by the C{points} table, so the rows of one partition
+are bound here at once: the first row through the driver (which checks
+the statement's columns and gives the batch its routing key and keyspace),
+the others serialized with C{struct} into the same wire form the driver's
+serializers give (C{tests/test_binding.py} compares them value for value).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Sequence
+
+__all__ = ["pointBatch"]
+
+# The wire forms of the INSERT's values (CQL's binary protocol): text as
+# UTF-8, bigint and timestamp (milliseconds) as 8-byte signed big-endian,
+# double as an 8-byte IEEE 754 big-endian, blob as itself, int (the TTL)
+# as 4-byte signed big-endian.
+_BIGINT = struct.Struct(">q").pack
+_DOUBLE = struct.Struct(">d").pack
+_INT = struct.Struct(">i").pack
+
+
+def pointBatch(insert: Any, source: str, bucket: int,
+               rows: Sequence[tuple[bytes, int, float]], ttl: int,
+               level: Any) -> Any:
+    """
+    An unlogged batch writing C{(seriesId, tsMs, value)} rows into one
+    partition of C{points} with the prepared C{insert} (whose values are
+    source, bucket, series id, ts, value, and the TTL when C{ttl} is
+    given).
+    """
+    from cassandra.query import BatchStatement, BatchType
+
+    batch = BatchStatement(BatchType.UNLOGGED, consistency_level=level)
+    ttlValue = (ttl,) if ttl else ()
+    first = rows[0]
+    batch.add(insert, (source, bucket, *first, *ttlValue))
+    if len(rows) == 1:
+        return batch
+    sourceBytes = source.encode("utf-8")
+    bucketBytes = _BIGINT(bucket)
+    ttlBytes = [_INT(ttl)] if ttl else []
+    queryId = insert.query_id
+    # The list BatchStatement.add fills with (prepared?, query id, values).
+    add = batch._statements_and_parameters.append
+    for identifier, ts, value in rows[1:]:
+        add((True, queryId, [sourceBytes, bucketBytes, identifier,
+                             _BIGINT(ts), _DOUBLE(value), *ttlBytes]))
+    return batch
