@@ -65,16 +65,16 @@ def log(text: str) -> None:
 
 # The node and the processes
 
-def codeVersion() -> str:
+def codeVersion(tree: Path = ROOT) -> str:
     """
-    The commit of the working tree, and whether meetrd's files differ
-    from it, for the report.
+    The commit of a working tree, and whether meetrd's files differ from
+    it, for the report.
     """
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short",
                                "HEAD"], capture_output=True, text=True,
                               timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status",
+        dirty = subprocess.run(["git", "-C", str(tree), "status",
                                 "--porcelain", "--", "meetrd"],
                                capture_output=True, text=True,
                                timeout=10).stdout.split("\n")
@@ -171,8 +171,9 @@ class ProfiledDaemon(Daemon):
     """
 
     def __init__(self, workdir: Path, settings: dict[str, Any],
-                 statsPath: Path | None = None) -> None:
-        super().__init__(workdir, settings)
+                 statsPath: Path | None = None, tree: Path | None = None
+                 ) -> None:
+        super().__init__(workdir, settings, tree=tree)
         self.statsPath = statsPath
 
     def start(self) -> "ProfiledDaemon":
@@ -598,7 +599,13 @@ class HuntRun:
     """
 
     def __init__(self, args: argparse.Namespace, node: tuple[str, int],
-                 keyspace: str, workdir: Path) -> None:
+                 keyspace: str, workdir: Path, tree: Path | None = None
+                 ) -> None:
+        """
+        @param tree: another checkout whose code the daemon runs (the
+            C{--before} commit's worktree), or C{None} for this one.
+        """
+        self.tree = tree
         self.args = args
         self.node = node
         self.keyspace = keyspace
@@ -643,7 +650,7 @@ class HuntRun:
             self.statsPath.parent.mkdir(parents=True, exist_ok=True)
             self.statsPath.unlink(missing_ok=True)
         self.daemon = ProfiledDaemon(self.workdir / "daemon", settings,
-                                     self.statsPath)
+                                     self.statsPath, self.tree)
         started = time.monotonic()
         self.daemon.start().waitReady(timeout=90)
         pid = self.daemon.process.pid  # type: ignore[union-attr]
@@ -1213,6 +1220,10 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
                         help="also write every measurement as JSON")
     parser.add_argument("--keep", action="store_true",
                         help="keep the keyspace and the daemons' folders")
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="run the whole benchmark first on COMMIT (a "
+                             "temporary git worktree), then on this tree, "
+                             "and compare them step by step")
     return parser.parse_args(argv)
 
 
@@ -1231,8 +1242,63 @@ def dropKeyspace(node: tuple[str, int], keyspace: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """
+    Run the benchmark on this tree; with C{--before}, first on that
+    commit (in a temporary worktree), then on this tree, and compare.
+    """
     args = parseArgs(argv)
-    args.code = codeVersion()
+    if not args.before:
+        ok, text, _ = hunt(args)
+        print(text)
+        return 0 if ok else 1
+    if args.profile or args.cprofile:
+        raise SystemExit("hunt: --before runs without the profilers")
+    with tempfile.TemporaryDirectory(prefix="meetrd-hunt-before-") as home:
+        tree = Path(home) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach",
+                        "-q", str(tree), args.before], check=True)
+        try:
+            okBefore, textBefore, before = hunt(args, tree)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove",
+                            "--force", str(tree)], check=False)
+    okAfter, textAfter, after = hunt(args)
+    print(f"## Before: {args.before}\n\n{textBefore}\n\n"
+          f"## After: this tree\n\n{textAfter}\n\n"
+          f"{compare(before, after)}")
+    return 0 if okBefore and okAfter else 1
+
+
+def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]
+            ) -> str:
+    """
+    The figures of each step before and after, side by side.
+    """
+    lines = ["| targets | on time of due, before / after | reactor ms per "
+             "scrape, before / after | after / before |",
+             "|---:|---:|---:|---:|"]
+    byTargets = {r["targets"]: r for r in before if "error" not in r}
+    for r in after:
+        b = byTargets.get(r["targets"])
+        if b is None or "error" in r:
+            continue
+        lines.append(
+            f"| {r['targets']} | {pct(b['on_time_of_due'])} / "
+            f"{pct(r['on_time_of_due'])} | "
+            f"{b['reactor_ms_per_scrape']:.2f} / "
+            f"{r['reactor_ms_per_scrape']:.2f} | "
+            f"{r['reactor_ms_per_scrape'] / b['reactor_ms_per_scrape']:.2f} |")
+    return "\n".join(lines)
+
+
+def hunt(args: argparse.Namespace, tree: Path | None = None
+         ) -> tuple[bool, str, list[dict[str, Any]]]:
+    """
+    One whole run of the benchmark, with the daemon on C{tree}'s code (this
+    tree's when C{None}): whether it went through, its report, and the
+    figures of its steps.
+    """
+    args.code = codeVersion(tree or ROOT)
     node = nodeAddress()
     steps = [Step(int(t)) for t in args.steps.split(",") if t.strip()]
     if not steps or sorted(s.targets for s in steps) != \
@@ -1249,7 +1315,7 @@ def main(argv: list[str]) -> int:
     wholeRun: dict[str, Any] | None = None
     begun = time.monotonic()
     ok = True
-    run = HuntRun(args, node, keyspace, workdir)
+    run = HuntRun(args, node, keyspace, workdir, tree)
     try:
         startup = run.start(total, farms, steps[0].targets)
         log(f"hunt: {total} nodes on {farms} farm process(es); meetrd ready "
@@ -1318,23 +1384,26 @@ def main(argv: list[str]) -> int:
     for r in results + profiled:
         r.pop("snapshots", None)
     if args.json:
-        Path(args.json).write_text(json.dumps(
+        path = Path(args.json)
+        if tree is not None:
+            path = path.with_name(path.stem + "-before" + path.suffix)
+        path.write_text(json.dumps(
             {"code": args.code, "results": results, "profiled": profiled,
              "whole_run": wholeRun}, indent=1, default=str))
-    print(report(results, args, farms))
+    out = [report(results, args, farms)]
     if wholeRun:
         w = wholeRun
-        print(f"\nThe whole run, counted in Cassandra once the hunt stopped: "
-              f"up {w['up']} points for {w['ok']:.0f} successful and "
-              f"{w['failed']:.0f} failed scrapes (meetr_hunter_scrapes_total);"
-              f" farm_metric_0 {w['family0']} points of "
-              f"{w['family0_expected']:.0f} expected.")
+        out.append(f"\nThe whole run, counted in Cassandra once the hunt "
+                   f"stopped: up {w['up']} points for {w['ok']:.0f} "
+                   f"successful and {w['failed']:.0f} failed scrapes "
+                   f"(meetr_hunter_scrapes_total); farm_metric_0 "
+                   f"{w['family0']} points of {w['family0_expected']:.0f} "
+                   f"expected.")
     if profiled:
-        print()
-        print("The last step again, under the profilers (which cost CPU "
-              "too):")
-        print(report(profiled, args, farms))
-    return 0 if ok else 1
+        out.append("\nThe last step again, under the profilers (which cost "
+                   "CPU too):")
+        out.append(report(profiled, args, farms))
+    return ok, "\n".join(out), results
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """
 meetrd's benchmarks: ingest (L{bench.ingest}), search (L{bench.search})
-scale (L{bench.scale}: 100,000 series) and rollups (L{bench.rollups}: a
-year of one series, a month of 1,000 nodes) against the Cassandra node
+scale (L{bench.scale}: 100,000 series), rollups (L{bench.rollups}: a
+year of one series, a month of 1,000 nodes) and throughput before and
+after (L{bench.throughput}: the ingest path and the reactor's stalls
+against an older commit) against the Cassandra node
 named by C{MEETR_TEST_CASSANDRA}, in keyspaces of their own that are
 dropped at the end::
 
@@ -16,6 +18,7 @@ on a small shared machine drift.  See docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -43,6 +46,12 @@ from bench.ingest import METHODS, IngestBench  # noqa: E402
 from bench.search import DAY_POINTS, SearchBench  # noqa: E402
 
 INGEST = str(Path(__file__).with_name("ingest.py"))
+
+
+#: The benchmarks of modules of their own, run after ingest and search:
+#: each module's runner class, whose C{run()} gives what its C{report}
+#: prints.
+EXTRAS = {"scale": "Scale", "rollups": "Rollups", "throughput": "Throughput"}
 
 
 def parseArgs(argv: list[str]) -> argparse.Namespace:
@@ -76,8 +85,10 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-rollups", action="store_true",
                         help="skip the rollups benchmark (bench/rollups.py, "
                              "about 40 minutes)")
-    parser.add_argument("--only", choices=("ingest", "search", "scale",
-                                           "rollups"),
+    parser.add_argument("--no-throughput", action="store_true",
+                        help="skip the throughput benchmark, before and "
+                             "after (bench/throughput.py, about 4 minutes)")
+    parser.add_argument("--only", choices=("ingest", "search", *EXTRAS),
                         help="run this benchmark only")
     parser.add_argument("--json", metavar="PATH",
                         help="also write every measurement as JSON")
@@ -95,8 +106,8 @@ def main(argv: list[str]) -> int:
     if args.only:
         args.no_ingest = args.only != "ingest"
         args.no_search = args.only != "search"
-        args.no_scale = args.only != "scale"
-        args.no_rollups = args.only != "rollups"
+        for name in EXTRAS:
+            setattr(args, f"no_{name}", args.only != name)
     shapes = [s for s in args.shapes.split(",") if s]
     for shape in shapes:
         if shape not in SHAPES:
@@ -106,22 +117,14 @@ def main(argv: list[str]) -> int:
     ok = True
     if not (args.no_ingest and args.no_search):
         ok = runParties(args, shapes, results, log)
-    if not args.no_scale:
-        from bench.scale import Scale, parseArgs as scaleArgs
-
+    for name, runnerName in EXTRAS.items():
+        if getattr(args, f"no_{name}"):
+            continue
+        module = importlib.import_module(f"bench.{name}")
         try:
-            results["scale"] = Scale(scaleArgs([]), log).run()
-            ok = ok and not results["scale"].get("aborted")
-        except Exception:
-            traceback.print_exc()
-            ok = False
-
-    if not args.no_rollups:
-        from bench.rollups import Rollups, parseArgs as rollupArgs
-
-        try:
-            results["rollups"] = Rollups(rollupArgs([]), log).run()
-            ok = ok and not results["rollups"].get("aborted")
+            results[name] = getattr(module, runnerName)(
+                module.parseArgs([]), log).run()
+            ok = ok and not results[name].get("aborted")
         except Exception:
             traceback.print_exc()
             ok = False
@@ -379,18 +382,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
                        f"{ms['floor cassandra']:>11.1f}"
                        f"{ms['naive process']:>11.1f}"
                        f"{ms['http process']:>8.1f}")
-    scale = results.get("scale")
-    if scale:
-        from bench.scale import report as scaleReport
-
-        out.append("")
-        out.append(scaleReport(scale))
-    rollups = results.get("rollups")
-    if rollups:
-        from bench.rollups import report as rollupReport
-
-        out.append("")
-        out.append(rollupReport(rollups))
+    for name in EXTRAS:
+        if results.get(name):
+            module = importlib.import_module(f"bench.{name}")
+            out.append("")
+            out.append(module.report(results[name]))
     return "\n".join(out)
 
 

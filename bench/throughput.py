@@ -71,35 +71,6 @@ def nodeBody(ts: int, nodes: int = 10) -> bytes:
     return json.dumps(items).encode()
 
 
-class TreeDaemon(Daemon):
-    """
-    A daemon that runs the code of another tree (a worktree of an older
-    commit): only that tree is on its path, so its own plugin and package
-    are the ones twistd finds.
-    """
-
-    def __init__(self, tree: Path, workdir: Path, settings: dict[str, Any]):
-        super().__init__(workdir, settings)
-        self.tree = tree
-
-    def start(self) -> "Daemon":
-        launcher = (
-            "import sys\n"
-            f"tree = {str(self.tree)!r}\n"
-            f"sys.path = [tree] + [p for p in sys.path if p and "
-            f"p.rstrip('/') != {str(REPO)!r}]\n"
-            "from twisted.scripts.twistd import run\n"
-            "sys.argv = ['twistd'] + sys.argv[1:]\n"
-            "run()\n")
-        self._log = open(self.logPath, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", launcher, "--pidfile=", "-n", "meetr",
-             "-c", str(self.config)],
-            cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL)
-        return self._waitListening()
-
-
 class Poster(threading.Thread):
     """
     Posts bodies over one keep-alive connection until told to stop.
@@ -196,9 +167,8 @@ class Throughput:
                     keyspaces.append(keyspace)
                     settings = daemonSettingsFor(keyspace, self.node)
                     workdir = home / name
-                    daemon = (TreeDaemon(tree, workdir, settings)
-                              if name == "before" else
-                              Daemon(workdir, settings))
+                    daemon = Daemon(workdir, settings, tree=tree
+                                    if name == "before" else None)
                     daemons[name] = daemon.start().waitReady()
                 return self.turns(daemons)
             finally:

@@ -351,7 +351,7 @@ class MetricsAPI:
             except NotAllowed as e:
                 raise ApiError(403, {"error": str(e), "field": "node",
                                      "node": node, "allow": list(rules)})
-        job = self.hunter.jobs.start(nodes, path)
+        job = self.hunter.startFetch(nodes, path)
         request.setHeader(b"location", f"/fetch/{job.id}".encode("ascii"))
         return _respond(request, 202, {"job": job.id, "nodes": list(job.nodes),
                                        "url": path})
@@ -362,7 +362,7 @@ class MetricsAPI:
         How an on-demand fetch is going, node by node.
         """
         self.authorizer.check(request, "read")
-        job = None if self.hunter is None else self.hunter.jobs.get(jobId)
+        job = None if self.hunter is None else self.hunter.fetchJob(jobId)
         if job is None:
             raise ApiError(404, {"error": "no such fetch job (jobs are "
                                           "kept for a bounded time)",

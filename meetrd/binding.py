@@ -47,11 +47,13 @@ def pointBatch(insert: Any, source: str, bucket: int,
         return batch
     sourceBytes = source.encode("utf-8")
     bucketBytes = _BIGINT(bucket)
-    ttlBytes = [_INT(ttl)] if ttl else []
+    ttlBytes = (_INT(ttl),) if ttl else ()
     queryId = insert.query_id
     # The list BatchStatement.add fills with (prepared?, query id, values).
+    # The values are a tuple of bytes, which the garbage collector stops
+    # tracking at its first look (a list it would walk at every one).
     add = batch._statements_and_parameters.append
     for identifier, ts, value in rows[1:]:
-        add((True, queryId, [sourceBytes, bucketBytes, identifier,
-                             _BIGINT(ts), _DOUBLE(value), *ttlBytes]))
+        add((True, queryId, (sourceBytes, bucketBytes, identifier,
+                             _BIGINT(ts), _DOUBLE(value), *ttlBytes)))
     return batch

@@ -3,8 +3,9 @@ From cassandra-driver's C{ResponseFuture} to Twisted's C{Deferred}.
 
 The driver may run a future's callbacks on the reactor thread, on the
 calling thread or on one of its own executor threads (retries, timeouts),
-so every result is handed over with C{reactor.callFromThread}, which is
-safe from any of them.
+so every result is handed over in the reactor's next turn: with
+C{reactor.callFromThread} from another thread, with C{callLater(0)} from
+the reactor thread itself.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from twisted.internet.defer import Deferred
+from twisted.python.threadable import isInIOThread
 
 
 def executeAsync(reactor: Any, session: Any, statement: Any,
@@ -39,13 +41,26 @@ def executeAsync(reactor: Any, session: Any, statement: Any,
         if future.has_more_pages:
             future.start_fetching_next_page()
         else:
-            reactor.callFromThread(_fire, result, rows)
+            _handOver(reactor, _fire, result, rows)
 
     def onError(error: BaseException) -> None:
-        reactor.callFromThread(_fail, result, error)
+        _handOver(reactor, _fail, result, error)
 
     future.add_callbacks(onPage, onError)
     return result
+
+
+def _handOver(reactor: Any, function: Any, *args: Any) -> None:
+    """
+    Call C{function} in the reactor's next turn: from another thread
+    through C{callFromThread}; from the reactor thread (where the driver
+    reads most answers) with C{callLater(0)}, which needs no wake-up of
+    the reactor.
+    """
+    if isInIOThread():
+        reactor.callLater(0, function, *args)
+    else:
+        reactor.callFromThread(function, *args)
 
 
 def _fire(result: Deferred[list[Any]], rows: list[Any]) -> None:

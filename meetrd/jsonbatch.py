@@ -37,7 +37,7 @@ from meetrd.validation import (
 __all__ = ["decodeBatch", "decodeBatchInSlices"]
 
 
-class _Item(msgspec.Struct, forbid_unknown_fields=True):
+class _Item(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     metric_id: str
     ts: Union[int, float, str]
     value: Union[float, str]

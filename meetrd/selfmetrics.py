@@ -62,10 +62,7 @@ class _StoreCollector:
             targets = GaugeMetricFamily(
                 "meetr_hunter_targets", "Targets hunted, by health.",
                 labels=["health"])
-            health: dict[str, int] = {"up": 0, "down": 0, "unknown": 0}
-            for loop in self._hunter.loops.values():
-                health[loop.health.health] += 1
-            for state, count in health.items():
+            for state, count in self._hunter.healthCounts().items():
                 targets.add_metric([state], count)
             yield targets
         rollup = self._rollup

@@ -207,6 +207,7 @@ class MetricStore:
         self.indexRowsRead = 0
         self.rollupRowsWritten = 0
         self.errors: dict[str, int] = {}
+        self._readyWaiters: list[Deferred[None]] = []
 
     @property
     def ready(self) -> bool:
@@ -217,6 +218,17 @@ class MetricStore:
         if not self._connected or self._cluster is None:
             return False
         return any(host.is_up for host in self._cluster.metadata.all_hosts())
+
+    def whenConnected(self) -> Deferred[None]:
+        """
+        Fire once the store has connected (at once when it has); never
+        fails: the store service retries until it connects or stops.
+        """
+        if self._connected:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._readyWaiters.append(waiter)
+        return waiter
 
     @property
     def lastError(self) -> str:
@@ -257,6 +269,9 @@ class MetricStore:
                     self.sliceMs, rollups=bool(self.rollups))
             self._connected = True
             self._lastError = ""
+            waiting, self._readyWaiters = self._readyWaiters, []
+            for waiter in waiting:
+                waiter.callback(None)
 
         def failed(failure: Any) -> Any:
             self._lastError = (f"cannot reach Cassandra at "

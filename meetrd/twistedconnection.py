@@ -10,7 +10,13 @@ warning.  Two faults of the driver's class are mended by a subclass:
     here the failure is handed to the waiting driver at once;
   - every connection attempt logged its factory starting and stopping;
   - TLS went through a pyOpenSSL context of the driver's making; here it
-    goes through Twisted's client TLS (see L{ClientTLS}).
+    goes through Twisted's client TLS (see L{ClientTLS});
+  - every request's bytes and its timeout timer were handed to the reactor
+    with C{callFromThread}, which wakes the reactor with a write to its
+    waker pipe (a system call) even when the caller is the reactor thread
+    itself, as it is for every request meetrd sends; on the reactor thread
+    they are now written and scheduled directly (at 1,000 requests a
+    second, that was about a tenth of the reactor's time).
 """
 
 from __future__ import annotations
@@ -85,10 +91,12 @@ def twistedConnectionClass() -> type:
         message=r".*deprecated class TwistedConnection.*",
         category=DeprecationWarning,
     )
+    from cassandra.connection import Timer
     from cassandra.io.twistedreactor import (
         TwistedConnection,
         TwistedConnectionProtocol,
     )
+    from twisted.python.threadable import isInIOThread
     from twisted.internet import reactor
     from twisted.internet.endpoints import (
         TCP4ClientEndpoint,
@@ -118,6 +126,22 @@ def twistedConnectionClass() -> type:
             factory = _QuietFactory.forProtocol(
                 lambda: TwistedConnectionProtocol(self))
             endpoint.connect(factory).addErrback(self._connectFailed)
+
+        def push(self, data: bytes) -> None:
+            if isInIOThread() and self.transport is not None:
+                self.transport.write(data)
+            else:
+                super().push(data)
+
+        @classmethod
+        def create_timer(cls, timeout: float, callback: Any) -> Any:
+            if not isInIOThread():
+                return super().create_timer(timeout, callback)
+            timer = Timer(timeout, callback)
+            loop = cls._loop
+            loop._timers.add_timer(timer)
+            loop._schedule_timeout(timer.end)
+            return timer
 
         def _connectFailed(self, failure: Any) -> None:
             """

@@ -112,6 +112,19 @@ def form(fields: dict[str, Any] | list[tuple[str, Any]]) -> bytes:
     return urllib.parse.urlencode(fields, doseq=True).encode("ascii")
 
 
+# twistd with another tree's code: that tree first on the path and this
+# one off it (the virtualenv's editable install puts it there), so that
+# twistd finds that tree's plugin and package only.
+_TREE_TWISTD = """
+import sys
+sys.path = [{tree!r}] + [p for p in sys.path
+                         if p and p.rstrip("/") != {repo!r}]
+sys.argv = ["twistd"] + sys.argv[1:]
+from twisted.scripts.twistd import run
+run()
+"""
+
+
 class Daemon:
     """
     A real C{twistd -n meetr} process.
@@ -119,7 +132,13 @@ class Daemon:
 
     def __init__(self, workdir: Path, settings: dict[str, Any] | None = None,
                  configText: str | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), tree: Path | None = None) -> None:
+        """
+        @param tree: another checkout of meetrd (an older commit's
+            worktree, for a benchmark) whose code the process runs
+            instead of this one's.
+        """
+        self.tree = tree
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "meetr.yaml"
@@ -142,10 +161,14 @@ class Daemon:
         """
         Start the process; return once it listens.
         """
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = dict(os.environ, PYTHONPATH=str(self.tree or REPO))
+        command = [str(TWISTD)]
+        if self.tree is not None:
+            command = [sys.executable, "-c", _TREE_TWISTD.format(
+                tree=str(self.tree), repo=str(REPO))]
         self._log = open(self.logPath, "ab")
         self.process = subprocess.Popen(
-            [str(TWISTD), "--pidfile=", "-n", "meetr", "-c", str(self.config),
+            [*command, "--pidfile=", "-n", "meetr", "-c", str(self.config),
              *self.args],
             cwd=self.workdir, env=env, stdout=self._log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -47,8 +47,8 @@ def test_sameBytesAsTheDriver(cql, tables, ttl):
     ttlValue = (ttl,) if ttl else ()
     expected = [insert.bind(("n:bind:1", 500_000, *row, *ttlValue)).values
                 for row in ROWS]
-    assert [values for _, _, values in batch._statements_and_parameters] == \
-        expected
+    assert [list(values) for _, _, values in
+            batch._statements_and_parameters] == expected
     assert {queryId for _, queryId, _ in batch._statements_and_parameters} \
         == {insert.query_id}
     assert batch.routing_key == insert.bind(

@@ -290,3 +290,44 @@ def test_lateStartDoesNotShiftTheGrid():
     clock.pump([1] * 12)
     assert len(scraper.fetches) == 2
     assert abs(scraper.fetches[1][0] - (due + 10)) < 1e-6
+
+
+def test_huntWaitsForTheStore():
+    """
+    The hunter's schedules start only once the store has connected: until
+    then no scrape is due, none is fetched, none fails; once connected,
+    every target is scraped at its offset.
+    """
+    from meetrd.hunter.service import HunterService
+    from meetrd.settings import settingsFromMapping
+
+    clock = Clock()
+    clock.advance(1_800_000_000)
+    connected = Deferred()
+
+    class WaitingStore(RecordingStore):
+        ready = False
+
+        def whenConnected(self):
+            return connected
+
+    settings = settingsFromMapping({"hunter": {"targets": [
+        {"job": "web", "nodes": [f"127.0.0.1:{9100 + i}" for i in range(50)],
+         "path": "/metrics", "interval": "10s"}]}}, "test")
+    hunter = HunterService(settings, WaitingStore(), clock)
+    scraped = []
+    hunter.scraper.fetch = lambda url, *args, **kwargs: scraped.append(url) \
+        or Deferred()
+    hunter.startService()
+    try:
+        assert len(hunter.loops) == 50
+        assert not hunter.hunting
+        clock.advance(60)
+        assert clock.getDelayedCalls() == [] and scraped == []
+        connected.callback(None)
+        assert hunter.hunting
+        clock.advance(10)
+        assert len(scraped) == 50
+        assert all(loop.health.failures == 0 for loop in hunter.loops.values())
+    finally:
+        hunter.stopService()

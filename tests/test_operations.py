@@ -52,6 +52,8 @@ def test_selfMetricsMoveWithTraffic(tmp_path, node, keyspace):
                            "application/json").status == 200
         assert daemon.post("/1.0/metrics", form({"metric_id": "x", "ts": "?",
                                                  "value": 1})).status == 400
+        # Long enough for the reactor lag probe (every 50 ms) to run again.
+        time.sleep(0.2)
         after = samples(daemon)
     finally:
         daemon.stop()

@@ -34,6 +34,8 @@ class HunterService(Service):
     Hunts the configured targets on schedule and nodes on demand.
 
     @ivar loops: the scrape loop of each target, by target key.
+    @ivar hunting: whether the schedules run (from the store's first
+        connection until the service stops).
     @ivar jobs: the on-demand fetch jobs.
     """
 
@@ -60,14 +62,32 @@ class HunterService(Service):
         self._fileGroups: dict[str, tuple[TargetGroup, ...]] = {}
         self._stamps: dict[str, tuple[float, int]] = {}
         self._watcher: LoopingCall | None = None
+        self.hunting = False
 
     def startService(self) -> None:
         """
-        Read the target files and start every target's schedule.
+        Read the target files, and start every target's schedule once the
+        store has connected: a scrape before that could only fail for
+        want of somewhere to write.
         """
         super().startService()
         self.reloadTargetFiles()
         self._watchFiles()
+        whenConnected = getattr(self.store, "whenConnected", None)
+        if whenConnected is None:
+            self._hunt(None)
+        else:
+            whenConnected().addCallback(self._hunt)
+
+    def _hunt(self, _: object) -> None:
+        """
+        Start the schedules that are not running yet.
+        """
+        if not self.running or self.hunting:
+            return
+        self.hunting = True
+        for loop in self.loops.values():
+            loop.start()
 
     def _watchFiles(self) -> None:
         """
@@ -135,7 +155,7 @@ class HunterService(Service):
                 loop = ScrapeLoop(target, self.scraper, self.reactor,
                                   self._scraped)
                 self.loops[key] = loop
-                if self.running:
+                if self.hunting:
                     loop.start()
 
     def _scraped(self, result: ScrapeResult) -> None:
@@ -148,12 +168,34 @@ class HunterService(Service):
         close the connection pool.
         """
         super().stopService()
+        self.hunting = False
         if self._watcher is not None and self._watcher.running:
             self._watcher.stop()
         stopping = [loop.stop() for loop in self.loops.values()]
         stopping.append(self.jobs.drain())
         d = DeferredList(stopping, consumeErrors=True)
         return d.addCallback(lambda _: self.fetcher.close())
+
+    def startFetch(self, nodes: list[str], path: str) -> Any:
+        """
+        Start an on-demand fetch of C{path} from C{nodes}: its job.
+        """
+        return self.jobs.start(nodes, path)
+
+    def fetchJob(self, jobId: str) -> Any:
+        """
+        An on-demand fetch job by its id, or C{None} once forgotten.
+        """
+        return self.jobs.get(jobId)
+
+    def healthCounts(self) -> dict[str, int]:
+        """
+        How many targets are up, down, and not scraped yet.
+        """
+        counts = {"up": 0, "down": 0, "unknown": 0}
+        for loop in self.loops.values():
+            counts[loop.health.health] += 1
+        return counts
 
     def report(self) -> list[dict[str, Any]]:
         """
