@@ -301,6 +301,9 @@ def selfMetrics(daemon: Daemon) -> dict[str, Any]:
                 out["cassandra_requests"] = value
             elif name == "meetr_cassandra_errors_total":
                 out["cassandra_errors"][labels["kind"]] = value
+            elif name == "meetr_gc_seconds_total":
+                # Daemons from before the collector was timed have none.
+                out["gc_seconds"] = out.get("gc_seconds", 0.0) + value
     return out
 
 
@@ -920,10 +923,15 @@ def measure(step: Step, before: Snapshot, after: Snapshot,
     named = cpu.get("meetrd", 0) + farmCpu + cpu.get("cassandra", 0)
     reactorMs = (after.cpu["reactor"] - before.cpu["reactor"]) * 1000 / \
         scrapes if scrapes else float("nan")
+    reactorSeconds = after.cpu["reactor"] - before.cpu["reactor"]
+    gcShare = None
+    if "gc_seconds" in m1 and "gc_seconds" in m0 and reactorSeconds > 0:
+        gcShare = (m1["gc_seconds"] - m0["gc_seconds"]) / reactorSeconds
     return {
         "targets": step.targets,
         "seconds": seconds,
         "reactor_ms_per_scrape": reactorMs,
+        "gc_share": gcShare,
         "cassandra_ms_per_scrape": (
             after.cpu.get("cassandra", 0) - before.cpu.get("cassandra", 0))
         * 1000 / scrapes if scrapes else float("nan"),
@@ -1080,7 +1088,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace,
                      f"Cassandra CPU per scrape), errors "
                      f"{r['cassandra_errors'] or 'none'}; /targets and "
                      f"/metrics answered in {r['read_seconds']:.2f}s at most; "
-                     f"health {r['health']}"
+                     f"health {r['health']}; the garbage collector "
+                     + ("not timed" if r.get("gc_share") is None else
+                        f"{pct(r['gc_share'])} of the reactor thread's CPU")
                      + (f"; last errors {r['errors']}" if r["errors"] else ""))
         w = r.get("settle")
         if w:
