@@ -57,7 +57,13 @@ from meetrd.rollup import RollupRow, rollUp
 from meetrd.sketch import decodeSketch
 from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
-from meetrd.writeplan import WriteCache, endedBy, indexRetention, planWrite
+from meetrd.writeplan import (
+    WriteCache,
+    endedBy,
+    indexRetention,
+    planWrite,
+    seriesPerNode,
+)
 
 # Rows of one partition sent as one unlogged batch at most.
 MAX_BATCH_ROWS = 1000
@@ -473,9 +479,14 @@ class MetricStore:
         started: list[Deferred[int]] = []
 
         def steps() -> Iterator[None]:
+            # The slices place their series as the whole write would.
+            nodeSeries = None
+            if self._cache is not None:
+                nodeSeries = seriesPerNode(points, self._cache)
+                yield None
             for start in range(0, len(points), WRITE_SLICE):
                 started.append(self._writeSlice(
-                    points[start:start + WRITE_SLICE]))
+                    points[start:start + WRITE_SLICE], nodeSeries))
                 yield None
 
         def allWritten(_: object) -> Deferred[int]:
@@ -485,9 +496,12 @@ class MetricStore:
         return self._cooperator.cooperate(steps()).whenDone().addCallback(
             allWritten)
 
-    def _writeSlice(self, points: list[Point]) -> Deferred[int]:
+    def _writeSlice(self, points: list[Point],
+                    nodeSeries: dict[str, int] | None = None
+                    ) -> Deferred[int]:
         """
-        Write some points (see L{writePoints}) in one go.
+        Write some points (see L{writePoints}) in one go; C{nodeSeries}
+        places them as the whole write they are a slice of.
         """
         try:
             statements = self._require()
@@ -496,7 +510,7 @@ class MetricStore:
         cache = self._cache
         assert cache is not None
         now = self._reactor.seconds()
-        plan = planWrite(points, cache, now)
+        plan = planWrite(points, cache, now, nodeSeries)
         if not cache.rollups:
             return self._writePlan(statements, plan, cache, now)
 

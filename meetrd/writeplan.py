@@ -130,14 +130,40 @@ class WriteCache:
                 table.popitem(last=False)
 
 
-def planWrite(points: Iterable[Point], cache: WriteCache, now: float
-              ) -> WritePlan:
+def seriesPerNode(points: Iterable[Point], cache: WriteCache
+                  ) -> dict[str, int]:
+    """
+    How many series of each node some points carry: what places them
+    (see L{planWrite}).
+    """
+    seen: set[tuple[str, int]] = set()
+    nodes: dict[bytes, str] = {}
+    for point in points:
+        local = (point.metric, id(point.tags))
+        if local in seen:
+            continue
+        seen.add(local)
+        identifier, node = cache.identify((point.metric, point.tags))
+        if node is not None:
+            nodes[identifier] = node
+    perNode: defaultdict[str, int] = defaultdict(int)
+    for node in nodes.values():
+        perNode[node] += 1
+    return perNode
+
+
+def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
+              nodeSeries: dict[str, int] | None = None) -> WritePlan:
     """
     Group points by partition and list the index rows they need.
 
     Series of one node are placed by how many series of that node the
     write carries (L{meetrd.layout.nodeClass}); the others in a partition
     of their own.
+
+    @param nodeSeries: those counts, when the points are a slice of a
+        larger write (L{seriesPerNode} of the whole write), so that a slice
+        places its series as the whole write would.
     """
     # Series by identifier (whose hash Python keeps), each with its key,
     # node and points.
@@ -164,10 +190,13 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float
         found.append(point)
         count += 1
 
-    perNode: defaultdict[str, int] = defaultdict(int)
-    for _, node, _ in bySeries.values():
-        if node is not None:
-            perNode[node] += 1
+    perNode: dict[str, int] | defaultdict[str, int] = defaultdict(int)
+    if nodeSeries is not None:
+        perNode = nodeSeries
+    else:
+        for _, node, _ in bySeries.values():
+            if node is not None:
+                perNode[node] += 1
     nodePlacement = {}
     for node, series in perNode.items():
         width, suffix = nodeClass(series)

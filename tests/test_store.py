@@ -292,12 +292,14 @@ async def test_largeWriteGoesInSlices(store, cql, keyspace):
         scheduler=lambda step: reactor.callLater(0, step))
     sliced = []
     ran = []
+    placed = []
     writeSlice = store._writeSlice
 
-    def recorded(chunk):
+    def recorded(chunk, nodeSeries=None):
         sliced.append((len(chunk), len(ran)))
+        placed.append(nodeSeries)
         reactor.callLater(0, ran.append, len(sliced))
-        return writeSlice(chunk)
+        return writeSlice(chunk, nodeSeries)
 
     store._writeSlice = recorded
     batch = [Point(f"large.m{j}", freezeTags({"node": f"large-{n}"}),
@@ -308,6 +310,10 @@ async def test_largeWriteGoesInSlices(store, cql, keyspace):
     assert [size for size, _ in sliced] == [WRITE_SLICE] * (
         50_000 // WRITE_SLICE)
     assert [before for _, before in sliced] == list(range(len(sliced)))
+    # Every slice places its series by the whole write's count of each
+    # node's series, 100 for each of the 500 nodes (a slice holds 10).
+    assert all(counts == placed[0] for counts in placed)
+    assert len(placed[0]) == 500 and set(placed[0].values()) == {100}
     result = await search(store, "large.m7", BASE, BASE + 10_000, "count")
     assert result["value"] == 500
     total = await search(store, "large.m99", BASE, BASE + 10_000, "sum")
