@@ -175,6 +175,7 @@ class CassandraSettings(_Frozen):
     max_in_flight: PositiveInt = 512
     max_reads_in_flight: PositiveInt = 64
     index_slice: Duration = 86400.0
+    max_partition_rows: PositiveInt = 500_000
     reconnect_max_delay: Duration = 5.0
     username: StrictStr | None = None
     password_file: StrictStr | None = None

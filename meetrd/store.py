@@ -204,6 +204,7 @@ class MetricStore:
         self._statements: schema.Statements | None = None
         self._cache: WriteCache | None = None
         self.sliceMs = int(settings.index_slice * 1000)
+        self.maxPartitionRows = settings.max_partition_rows
         self.legacy = False
         self._unavailable: tuple[type[BaseException], ...] = ()
         self._connected = False
@@ -273,7 +274,8 @@ class MetricStore:
                 self._cache = WriteCache(
                     indexRetention(self._ttl, [
                         int(level.retention) for level in self.rollups]),
-                    self.sliceMs, rollups=bool(self.rollups))
+                    self.sliceMs, rollups=bool(self.rollups),
+                    maxPartitionRows=self.maxPartitionRows)
             self._connected = True
             self._lastError = ""
             waiting, self._readyWaiters = self._readyWaiters, []

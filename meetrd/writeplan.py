@@ -8,6 +8,11 @@ written, and for how long it stays good: index and bucket rows carry
 TTL = retention + one index slice and are written again once half a slice
 has passed since their last write, so they always outlive the points they
 lead to.
+
+Every partition holds at most L{WriteCache.maxPartitionRows} rows written
+by this process: rows past that go to the partition's overflow family
+(C{<source>~1}, C{<source>~2}, ...), which the index records like any
+other placement (see L{placeOverflow}).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from meetrd.points import Point, Tags
 
 # Entries of each of the caches at most (least recently used go first).
 CACHE_SIZE = 500_000
+# Rows this process writes to one partition at most, by default: about
+# 20 MB on disk before compression at the ~40 bytes a row takes.
+MAX_PARTITION_ROWS = 500_000
+# What separates a source from the number of its overflow partition.
+OVERFLOW_MARK = "~"
 
 SeriesKey = tuple[str, Tags]
 
@@ -72,15 +82,25 @@ class WriteCache:
 
     @ivar refreshAfter: seconds after which a written row is written again
         (C{None}: never, when rows never expire).
+    @ivar maxPartitionRows: the rows this process writes to one partition
+        at most.
+    @ivar partitionRows: the rows this process planned for each
+        C{(source, bucket)} partition, written or still in flight.
+    @ivar overflows: the last overflow partition (its number) used for each
+        full C{(source, bucket)}.
     """
 
     def __init__(self, retentionSeconds: int, sliceMs: int,
-                 size: int = CACHE_SIZE, rollups: bool = False) -> None:
+                 size: int = CACHE_SIZE, rollups: bool = False,
+                 maxPartitionRows: int = MAX_PARTITION_ROWS) -> None:
         """
         @param rollups: whether written partitions are marked for rollup.
         """
         self.sliceMs = sliceMs
         self.rollups = rollups
+        self.maxPartitionRows = maxPartitionRows
+        self.partitionRows: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self.overflows: dict[tuple[str, int], int] = {}
         self.ttl = retentionSeconds + sliceMs // 1000 if retentionSeconds \
             else 0
         self.refreshAfter = sliceMs / 2000 if retentionSeconds else None
@@ -232,6 +252,17 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
                                 and now - when >= refreshAfter):
                 indexRows.append((cacheKey, IndexRow(
                     key[0], number, identifier, source, width, key[1])))
+    counted = cache.partitionRows
+    bound = cache.maxPartitionRows
+    for partitionKey, rows in list(partitions.items()):
+        used = counted.get(partitionKey, 0) + len(rows)
+        if used <= bound:
+            counted[partitionKey] = used
+            counted.move_to_end(partitionKey)
+        else:
+            placeOverflow(plan, partitionKey, cache, now, bySeries)
+    while len(counted) > cache.size:
+        counted.popitem(last=False)
     plan.bucketRows = [key for key in partitions
                        if not cache.fresh(cache.buckets, key, now)]
     plan.sliceRows = sorted({(row.metric, row.slice) for _, row in indexRows
@@ -240,6 +271,66 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
     if cache.rollups:
         plan.dirtyRows = _dirty(partitions, widths, cache, now)
     return plan
+
+
+def placeOverflow(plan: WritePlan, partitionKey: tuple[str, int],
+                  cache: WriteCache, now: float,
+                  bySeries: dict[bytes, tuple[SeriesKey, str | None, list[Point]]]
+                  ) -> None:
+    """
+    Move the rows of a planned partition that would take it past
+    C{cache.maxPartitionRows} to its overflow partitions, filling each in
+    turn, and list the index rows that lead to them.
+
+    An overflow partition has the same bucket and width; its source is the
+    full one's with C{~1}, C{~2}, ... added.  Rows are counted by the
+    partition key they land in, so a source that happens to be spelt like
+    another's overflow is counted once, as the one partition it is.
+    """
+    source, bucket = partitionKey
+    width = plan.widths[source]
+    counted = cache.partitionRows
+    bound = cache.maxPartitionRows
+    rows = plan.partitions.pop(partitionKey)
+    number = cache.overflows.get(partitionKey, 0)
+    while rows:
+        target = source if number == 0 else \
+            f"{source}{OVERFLOW_MARK}{number}"
+        targetKey = (target, bucket)
+        used = counted.get(targetKey, 0)
+        room = bound - used
+        if room <= 0:
+            number += 1
+            continue
+        taken, rows = rows[:room], rows[room:]
+        counted[targetKey] = used + len(taken)
+        counted.move_to_end(targetKey)
+        plan.partitions.setdefault(targetKey, []).extend(taken)
+        if target != source:
+            plan.widths[target] = width
+            _indexOverflow(plan, target, width, taken, cache, now, bySeries)
+    cache.overflows[partitionKey] = number
+
+
+def _indexOverflow(plan: WritePlan, target: str, width: int,
+                   rows: list[tuple[bytes, int, float]], cache: WriteCache,
+                   now: float,
+                   bySeries: dict[bytes, tuple[SeriesKey, str | None, list[Point]]]
+                   ) -> None:
+    """
+    The index rows that lead to the series of C{rows} in the overflow
+    partition C{target}, for those not written recently.
+    """
+    sliceMs = cache.sliceMs
+    wanted = {(identifier, ts // sliceMs) for identifier, ts, _ in rows}
+    listed = {key for key, _ in plan.indexRows}
+    for identifier, number in sorted(wanted):
+        cacheKey = (identifier, number, target)
+        if cacheKey in listed or cache.fresh(cache.index, cacheKey, now):
+            continue
+        key = bySeries[identifier][0]
+        plan.indexRows.append((cacheKey, IndexRow(
+            key[0], number, identifier, target, width, key[1])))
 
 
 def _dirty(partitions: Iterable[tuple[str, int]], widths: dict[str, int],

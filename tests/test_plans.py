@@ -96,6 +96,68 @@ def test_largePagesNarrowTheirBuckets():
     assert sorted(len(rows) for rows in plan.partitions.values()) == [2, 1500]
 
 
+def test_tricklingSeriesOverflowPastTheBound():
+    """
+    A client that sends one node's series one at a time never makes a
+    write large, but the rows this process puts in a partition are
+    counted: past C{maxPartitionRows} they go to the partition's overflow
+    partitions, each filled to the bound, with index rows that lead there.
+    """
+    cache = WriteCache(0, DAY, maxPartitionRows=10)
+    placed = {}
+    for i in range(25):
+        plan = planWrite([Point("m", freezeTags({"node": "a", "i": str(i)}),
+                                DAY * 10, 1.0)], cache, 0.0)
+        [(key, rows)] = plan.partitions.items()
+        sources = {row.source for _, row in plan.indexRows}
+        assert sources == {"n:a"} | ({key[0]} if key[0] != "n:a" else set())
+        assert plan.widths[key[0]] == NODE_BUCKET_MS
+        # A partition's bucket row is listed by its first write.
+        assert (key in plan.bucketRows) == (key[0] not in placed)
+        placed.setdefault(key[0], []).extend(rows)
+        cache.remember(plan, 0.0)
+    assert {source: len(rows) for source, rows in placed.items()} == {
+        "n:a": 10, "n:a~1": 10, "n:a~2": 5}
+    assert cache.partitionRows[("n:a~2", DAY * 10 // NODE_BUCKET_MS)] == 5
+
+
+def test_oneWriteSpreadOverOverflowPartitions():
+    """
+    One series written at sub-second spacing fills its partition and as
+    many overflow partitions as it needs in one write; each series moved
+    there gets one index row per slice it has points in.
+    """
+    tags = freezeTags({"node": "fast"})
+    cache = WriteCache(0, DAY, maxPartitionRows=1000)
+    points = [Point("m", tags, DAY * 10 + i, float(i)) for i in range(2500)]
+    plan = planWrite(points, cache, 0.0)
+    assert {key: len(rows) for key, rows in plan.partitions.items()} == {
+        ("n:fast", 240): 1000, ("n:fast~1", 240): 1000,
+        ("n:fast~2", 240): 500}
+    assert sorted(row.source for _, row in plan.indexRows) == [
+        "n:fast", "n:fast~1", "n:fast~2"]
+    assert [ts for rows in plan.partitions.values() for _, ts, _ in rows] \
+        == list(range(DAY * 10, DAY * 10 + 2500))
+    later = planWrite([Point("m", tags, DAY * 10 + 5000, 1.0)], cache, 0.0)
+    assert list(later.partitions) == [("n:fast~2", 240)]
+    nextHour = planWrite([Point("m", tags, DAY * 10 + NODE_BUCKET_MS, 1.0)],
+                         cache, 0.0)
+    assert list(nextHour.partitions) == [("n:fast", 241)]
+
+
+def test_overflowCountsThePartitionItLandsIn():
+    """
+    A node whose name looks like another's overflow partition shares that
+    partition's count, so the two together stay within the bound.
+    """
+    cache = WriteCache(0, DAY, maxPartitionRows=4)
+    first = planWrite(nodePoints("a~1", 3), cache, 0.0)
+    assert [len(rows) for rows in first.partitions.values()] == [3]
+    second = planWrite(nodePoints("a", 6), cache, 0.0)
+    assert {key[0]: len(rows) for key, rows in second.partitions.items()} \
+        == {"n:a": 4, "n:a~1": 1, "n:a~2": 1}
+
+
 def test_seriesWithoutNodeOwnPartitions():
     """
     A series without a node tag has daily partitions of its own.

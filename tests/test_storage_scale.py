@@ -215,6 +215,58 @@ async def test_largePagesGetNarrowBuckets(store, cql, keyspace):
     assert result["value"] == 1500
 
 
+def partitionRows(cql, keyspace, source, bucket):
+    return cql.execute(
+        f"SELECT count(*) FROM {keyspace}.points WHERE source = %s AND "
+        f"bucket = %s", (source, bucket)).one()[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_tricklingClientsCannotGrowAPartitionPastTheBound(
+        node, keyspace, cql):
+    """
+    With C{max_partition_rows} at 1,000: 2,500 series of one node sent 50
+    a write (no write is large, so the node keeps its hourly family), and
+    one series sent 2,300 points 10 ms apart, 100 a write.  No partition
+    in Cassandra holds more than 1,000 rows; the rows past the bound are in
+    overflow partitions, and searches find every point: totals, one series
+    by its tags, and the fast series interval by interval.
+    """
+    store = await openStore(node, keyspace, max_partition_rows=1000)
+    try:
+        for start in range(0, 2500, 50):
+            await store.writePoints([
+                Point("trickle", freezeTags({"node": "t:1", "s": str(i)}),
+                      BASE + 60_000, float(i))
+                for i in range(start, start + 50)])
+        fast = freezeTags({"node": "fast:1"})
+        for start in range(0, 2300, 100):
+            await store.writePoints([
+                Point("fast", fast, BASE + 10 * i, 1.0)
+                for i in range(start, start + 100)])
+    finally:
+        await store.close()
+    hour = (BASE + 60_000) // 3_600_000
+    assert [partitionRows(cql, keyspace, source, hour)
+            for source in ("n:t:1", "n:t:1~1", "n:t:1~2", "n:t:1~3")] == [
+        1000, 1000, 500, 0]
+    assert [partitionRows(cql, keyspace, source, BASE // 3_600_000)
+            for source in ("n:fast:1", "n:fast:1~1", "n:fast:1~2",
+                           "n:fast:1~3")] == [1000, 1000, 300, 0]
+    reader = await openStore(node, keyspace)
+    try:
+        total = await search(reader, "trickle", BASE, BASE + DAY - 1, "sum")
+        assert total["value"] == sum(range(2500))
+        late = await search(reader, "trickle", BASE, BASE + DAY - 1, "max",
+                            tagFilters=(("s", frozenset({"2499"})),))
+        assert late["value"] == 2499.0
+        counts = await search(reader, "fast", BASE, BASE + 22_999, "count",
+                              intervalMs=1000)
+        assert [v for _, v in counts["points"]] == [100] * 23
+    finally:
+        await reader.close()
+
+
 @pytest_twisted.ensureDeferred
 async def test_tagFiltersReadOnlyMatchingSeries(store):
     """
