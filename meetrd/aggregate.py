@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last")
+AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last",
+                "stddev")
 # The same pattern as the OpenAPI document's: 0 < Q < 100, no leading zero.
 _PERCENTILE = re.compile(r"p(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]?(?:\.[0-9]+)?)")
 
@@ -53,13 +54,28 @@ class Partial:
     lastTs: int | None = None
     lastValue: float | None = None
     sketch: Any = None
+    m2: float | None = None
 
     def merge(self, other: "Partial") -> None:
         """
         Fold C{other} into this summary.
+
+        The sums of squared deviations (C{m2}) of two summaries combine
+        with the difference of their means (Chan, Golub and LeVeque's
+        pairwise update), so a standard deviation merged from parts is as
+        accurate as one computed at once, whatever the values' magnitude.
+        A summary that does not know its C{m2} makes the merge not know it.
         """
         if other.count == 0:
             return
+        if self.count == 0:
+            self.m2 = other.m2
+        elif self.m2 is not None and other.m2 is not None:
+            delta = other.total / other.count - self.total / self.count
+            self.m2 += other.m2 + delta * delta * (
+                self.count * other.count / (self.count + other.count))
+        else:
+            self.m2 = None
         self.count += other.count
         self.total += other.total
         if self.minimum is None or (other.minimum is not None
@@ -115,6 +131,10 @@ class Partial:
             return self.firstValue
         if aggregation == "last":
             return self.lastValue
+        if aggregation == "stddev":
+            if self.m2 is None:
+                return None
+            return math.sqrt(max(self.m2, 0.0) / self.count)
         quantile = percentileOf(aggregation)
         if quantile is not None:
             if self.sketch is None:
@@ -161,10 +181,11 @@ def mergerFor(aggregation: str) -> Callable[[Partial, Partial], None]:
     return Partial.merge
 
 
-def summarizeValues(points: list[tuple[int, float]]) -> Partial:
+def summarizeValues(points: list[tuple[int, float]], sketch: bool = True
+                    ) -> Partial:
     """
-    The summary, with a quantile sketch, of some C{(tsMs, value)} points
-    of one series.
+    The summary of some C{(tsMs, value)} points of one series, with their
+    sum of squared deviations and, if asked, a quantile sketch.
     """
     from meetrd.sketch import filledSketch
 
@@ -175,7 +196,21 @@ def summarizeValues(points: list[tuple[int, float]]) -> Partial:
         total += value
     return Partial(len(values), total, min(values), max(values),
                    points[0][0], points[0][1], points[-1][0], points[-1][1],
-                   filledSketch(values))
+                   filledSketch(values) if sketch else None,
+                   squaredDeviations(values, total))
+
+
+def squaredDeviations(values: list[float], total: float) -> float:
+    """
+    The sum of the squared deviations of some values from their mean
+    (C{total} is their sum): computed from the mean, not from the sum of
+    squares, which loses every digit for values far from zero.
+    """
+    mean = total / len(values)
+    result = 0.0
+    for value in values:
+        result += (value - mean) * (value - mean)
+    return result
 
 
 def mergeAll(partials: Iterable[Partial]) -> Partial:

@@ -329,33 +329,54 @@ def chooseRollup(fromMs: int, toMs: int, intervalMs: int | None,
     return None
 
 
-def rawAround(series: Sequence[SeriesRow], fromMs: int, toMs: int,
-              choice: RollupChoice, pending: dict[str, set[int]],
+def chooseLevels(fromMs: int, toMs: int, intervalMs: int | None,
+                 levels: Sequence[tuple[int, int, int]], nowMs: int
+                 ) -> tuple[list[RollupChoice], list[tuple[int, int]]]:
+    """
+    The levels a search reads and the ranges it reads raw: the coarsest
+    level that fits answers its whole buckets (L{chooseRollup}); each edge
+    left over is answered the same way by the finer levels, and only what
+    no level holds whole is read raw.  A year that ends a second before
+    midnight reads whole days, then 23 hours, 59 minutes and the raw
+    points of the last 59 seconds, rather than the last day's raw points.
+
+    @return: the levels' choices, coarsest first, and the raw
+        C{(fromMs, toMs)} ranges, in time order.
+    """
+    if fromMs > toMs:
+        return [], []
+    choice = chooseRollup(fromMs, toMs, intervalMs, levels, nowMs)
+    if choice is None:
+        return [], [(fromMs, toMs)]
+    finer = [level for level in levels if level[0] < choice.resolutionMs]
+    before = chooseLevels(fromMs, choice.fromMs - 1, intervalMs, finer, nowMs)
+    after = chooseLevels(choice.toMs + 1, toMs, intervalMs, finer, nowMs)
+    return ([choice, *before[0], *after[0]], [*before[1], *after[1]])
+
+
+def rawAround(series: Sequence[SeriesRow], rawRanges: Sequence[tuple[int, int]],
+              choices: Sequence[RollupChoice], pending: dict[str, set[int]],
               sliceMs: int) -> list[tuple[dict[tuple[str, int], dict[int, list[bytes]]], int, int]]:
     """
-    The raw reads of a search answered mostly from rollups: the edges of
-    the range outside whole level buckets, and the raw partitions inside
-    them that are still waiting for their rollup (C{pending}, by source),
-    each as C{(plan, fromMs, toMs)}.
+    The raw reads of a search answered mostly from rollups: the ranges no
+    level holds whole (L{chooseLevels}), and the raw partitions inside the
+    levels' ranges that are still waiting for their rollup (C{pending}, by
+    source), each as C{(plan, fromMs, toMs)}.
     """
-    parts = []
-    if fromMs < choice.fromMs:
-        parts.append((bucketsBySource(series, fromMs, choice.fromMs - 1,
-                                      sliceMs), fromMs, choice.fromMs - 1))
-    if choice.toMs < toMs:
-        parts.append((bucketsBySource(series, choice.toMs + 1, toMs,
-                                      sliceMs), choice.toMs + 1, toMs))
+    parts = [(bucketsBySource(series, fromMs, toMs, sliceMs), fromMs, toMs)
+             for fromMs, toMs in rawRanges]
     bySource: dict[tuple[str, int], list[bytes]] = {}
     for row in series:
         bySource.setdefault((row.source, row.bucketMs), []).append(
             row.seriesId)
     for (source, width), ids in sorted(bySource.items()):
         for bucket in sorted(pending.get(source, ())):
-            start = max(bucket * width, choice.fromMs)
-            end = min((bucket + 1) * width - 1, choice.toMs)
-            if start <= end:
-                parts.append(({(source, width): {bucket: list(
-                    dict.fromkeys(ids))}}, start, end))
+            for choice in choices:
+                start = max(bucket * width, choice.fromMs)
+                end = min((bucket + 1) * width - 1, choice.toMs)
+                if start <= end:
+                    parts.append(({(source, width): {bucket: list(
+                        dict.fromkeys(ids))}}, start, end))
     return parts
 
 
@@ -396,6 +417,23 @@ def aggregatedSourcesPerRead(fromMs: int, toMs: int) -> int:
     """
     span = max(1, toMs - fromMs + 1)
     return max(1, min(SOURCES_PER_READ, AGGREGATED_SOURCE_MS // span))
+
+
+# How many rollup rows, summed over its sources, one request has Cassandra
+# aggregate.
+AGGREGATED_ROLLUP_ROWS = 3_000
+
+
+def aggregatedRollupSourcesPerRead(fromMs: int, toMs: int,
+                                   resolutionMs: int) -> int:
+    """
+    How many sources one request has Cassandra aggregate over the rows of
+    a level in C{[fromMs, toMs]}: up to L{SOURCES_PER_READ} for the edges
+    a finer level answers (at most 59 minutes, 23 hours), a few for a
+    month of hours.
+    """
+    rows = max(1, (toMs - fromMs + 1) // resolutionMs)
+    return max(1, min(SOURCES_PER_READ, AGGREGATED_ROLLUP_ROWS // rows))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@ Rollups computed from the points of one raw partition, without Cassandra.
 
 A raw partition (a source and a raw bucket) is rolled up on its own: for
 each rollup level and each series, one row per level bucket with the
-count, sum, minimum, maximum, first and last point and a quantile sketch
+count, sum, minimum, maximum, first and last point, the sum of squared
+deviations from the mean (for C{stddev}) and a quantile sketch
 of the points of that series in that level bucket I{and this raw
 partition}.  A level bucket wider than a raw bucket so has one partial
 row per raw partition it spans (the raw bucket is part of the row's key);
@@ -19,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from meetrd.aggregate import squaredDeviations
 from meetrd.sketch import sketchBytesOfKeys, sketchKeys
 
 # Level buckets of one rollup partition.
@@ -44,6 +46,7 @@ class RollupRow:
     lastTs: int
     lastValue: float
     sketch: bytes
+    m2: float
 
     @property
     def part(self) -> int:
@@ -107,4 +110,5 @@ def _summary(resolution: int, identifier: bytes, ts: int,
     return RollupRow(
         resolution, identifier, ts, len(values), total, min(values),
         max(values), points[0][0], points[0][1], points[-1][0],
-        points[-1][1], sketchBytesOfKeys(keys))
+        points[-1][1], sketchBytesOfKeys(keys),
+        squaredDeviations(values, total))

@@ -83,6 +83,7 @@ TABLES = (
         last_ts timestamp,
         last_value double,
         sketch blob,
+        m2 double,
         PRIMARY KEY ((resolution, source, part), series_id, ts, raw_bucket)
     ) WITH comment = 'meetrd: rollups per level, source and span of buckets'""",
     """CREATE TABLE IF NOT EXISTS {ks}.rollup_dirty (
@@ -152,7 +153,8 @@ SELECT_LEGACY_SERIES = (
 INSERT_ROLLUP = (
     "INSERT INTO {ks}.rollups (resolution, source, part, series_id, ts, "
     "raw_bucket, count, sum, min, max, first_ts, first_value, last_ts, "
-    "last_value, sketch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "last_value, sketch, m2) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?) "
     "USING TTL ?"
 )
 INSERT_DIRTY = (
@@ -209,11 +211,12 @@ def manySources(statement: str) -> str:
 
 
 SELECT_ROLLUPS_MANY = manySources(SELECT_ROLLUPS)
-# The same with each row's sketch, for percentiles.
+# The same with each row's sketch and sum of squared deviations, for
+# percentiles and standard deviations.
 SELECT_ROLLUP_SKETCHES = SELECT_ROLLUPS.replace(
-    "last_value FROM", "last_value, sketch FROM")
+    "last_value FROM", "last_value, sketch, m2 FROM")
 SELECT_ROLLUP_SKETCHES_MANY = SELECT_ROLLUPS_MANY.replace(
-    "last_value FROM", "last_value, sketch FROM")
+    "last_value FROM", "last_value, sketch, m2 FROM")
 # Raw values, for percentiles over raw points.
 SELECT_VALUES = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points WHERE "
@@ -320,6 +323,8 @@ class Statements:
     selectRollupSketches: Any
     selectRollupsMany: Any
     selectRollupSketchesMany: Any
+    rollupSummaryMany: Any
+    rollupByIntervalMany: Any
     rollupSummary: Any
     rollupSummaryLast: Any
     rollupByInterval: Any
@@ -338,6 +343,26 @@ def createTables(session: Any, settings: CassandraSettings,
     session.execute(keyspaceDDL(settings), timeout=timeout)
     for ddl in TABLES:
         session.execute(ddl.format(ks=settings.keyspace), timeout=timeout)
+    addMissingColumns(session, settings.keyspace, timeout)
+
+
+# Columns added to tables after they were first made: (table, column,
+# type).  A keyspace made before gets them at start; its rows written
+# before lack them (see docs/storage.md, "Rollups").
+ADDED_COLUMNS = (("rollups", "m2", "double"),)
+
+
+def addMissingColumns(session: Any, keyspace: str, timeout: float) -> None:
+    """
+    Add the L{ADDED_COLUMNS} a keyspace's tables lack (blocking).
+    """
+    cluster = session.cluster
+    for table, column, kind in ADDED_COLUMNS:
+        cluster.refresh_table_metadata(keyspace, table)
+        if column not in cluster.metadata.keyspaces[keyspace].tables[
+                table].columns:
+            session.execute(f"ALTER TABLE {keyspace}.{table} ADD IF NOT "
+                            f"EXISTS {column} {kind}", timeout=timeout)
 
 
 # Whether a keyspace holds any point (of the current or the legacy layout
@@ -453,6 +478,10 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),
         **summaries("rollup", ROLLUP_SUMMARY, ROLLUP_BY_INTERVAL,
                     ROLLUP_NEWEST_FIRST),
+        rollupSummaryMany=_unpaged(session.prepare(
+            manySources(ROLLUP_SUMMARY).format(ks=ks))),
+        rollupByIntervalMany=session.prepare(
+            manySources(ROLLUP_BY_INTERVAL).format(ks=ks)),
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
     )

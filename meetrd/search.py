@@ -23,7 +23,7 @@ from meetrd.readplan import (
     checkAnswerSize,
     checkIndexReads,
     checkPartitions,
-    chooseRollup,
+    chooseLevels,
     planIndex,
     rawAround,
     rollupReads,
@@ -177,19 +177,25 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
 
     With rollup levels, the coarsest level that fits answers the whole
     level buckets of the range, except raw partitions still waiting for
-    their rollup; the rest (the edges, those partitions) is read raw, and
-    everything merges exactly.  The answer's C{resolution} says which
+    their rollup; the edges are answered the same way by the finer levels
+    (L{chooseLevels}), the rest (what no level holds whole, and those
+    partitions) is read raw, and everything merges exactly.  The answer's C{resolution} says which
     level was read (C{"raw"} when none).
     """
     progress = ReadProgress()
+    # Percentiles merge sketches and standard deviations squared
+    # deviations: both read rows (raw points, rollup rows) rather than
+    # what Cassandra sums up.
+    sketches = percentileOf(query.aggregation) is not None
+    spread = query.aggregation == "stddev"
     maxPartitions = limits.max_search_partitions
     nowSeconds = time.time if clock is None else clock.seconds
 
     def rawSummaries(plan: dict[tuple[str, int], dict[int, list[bytes]]],
                      fromMs: int, toMs: int) -> Deferred[list[Summary]]:
-        if percentileOf(query.aggregation) is not None:
+        if sketches or spread:
             return store.valueSummaries(plan, fromMs, toMs, query.intervalMs,
-                                        progress)
+                                        progress, sketches)
         return store.summarize(plan, fromMs, toMs, query.intervalMs,
                                newestFirst=query.aggregation == "last",
                                progress=progress)
@@ -205,13 +211,13 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
                                      query.intervalMs,
                                      groupCount(series, query.groupBy)),
                         limits.max_search_points)
-        sketches = percentileOf(query.aggregation) is not None
-        choice = None
+        choices: list[Any] = []
+        rawRanges = [(query.fromMs, query.toMs)]
         if getattr(store, "rollups", ()) and series:
-            choice = chooseRollup(query.fromMs, query.toMs, query.intervalMs,
-                                  store.rollupLevels(),
-                                  int(nowSeconds() * 1000))
-        if choice is None:
+            choices, rawRanges = chooseLevels(
+                query.fromMs, query.toMs, query.intervalMs,
+                store.rollupLevels(), int(nowSeconds() * 1000))
+        if not choices:
             plan = bucketsBySource(series, query.fromMs, query.toMs,
                                    store.sliceMs)
             checkPartitions(plan, len(indexPlan.reads), maxPartitions)
@@ -219,20 +225,21 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
             return answer(query, series, summaries, "raw")
         pending = await store.pendingPartitions(
             {row.source for row in series}, progress)
-        raw = rawAround(series, query.fromMs, query.toMs, choice, pending,
-                        store.sliceMs)
-        reads = rollupReads(series, choice)
-        checkPartitions({}, len(indexPlan.reads) + len(reads) + sum(
+        raw = rawAround(series, rawRanges, choices, pending, store.sliceMs)
+        reads = [rollupReads(series, choice) for choice in choices]
+        checkPartitions({}, len(indexPlan.reads) + sum(map(len, reads)) + sum(
             len(b) for plan, _, _ in raw for b in plan.values()),
             maxPartitions)
-        summaries = await store.rollupSummaries(
-            choice.resolutionMs, reads, choice.fromMs, choice.toMs, pending,
-            query.intervalMs, progress, sketches,
-            newestFirst=query.aggregation == "last")
+        summaries = []
+        for choice, levelReads in zip(choices, reads):
+            summaries.extend(await store.rollupSummaries(
+                choice.resolutionMs, levelReads, choice.fromMs, choice.toMs,
+                pending, query.intervalMs, progress, sketches,
+                newestFirst=query.aggregation == "last", spread=spread))
         for plan, fromMs, toMs in raw:
             summaries.extend(await rawSummaries(plan, fromMs, toMs))
         return answer(query, series, summaries,
-                      formatDuration(choice.resolutionMs / 1000))
+                      formatDuration(choices[0].resolutionMs / 1000))
 
     d = Deferred.fromCoroutine(search())
     if clock is None:

@@ -44,6 +44,7 @@ from meetrd.readplan import (
     SourceBatch,
     SeriesRow,
     TagFilters,
+    aggregatedRollupSourcesPerRead,
     aggregatedSourcesPerRead,
     batchSources,
     checkSeries,
@@ -721,7 +722,7 @@ class MetricStore:
                             row.resolutionMs, source, row.part, row.seriesId,
                             row.ts, bucket, row.count, row.total, row.minimum,
                             row.maximum, row.firstTs, row.firstValue,
-                            row.lastTs, row.lastValue, row.sketch,
+                            row.lastTs, row.lastValue, row.sketch, row.m2,
                             ttls[row.resolutionMs])))
             requests = [self._run(_batchOf(batch, insert.consistency_level),
                                   None)
@@ -798,8 +799,8 @@ class MetricStore:
                         fromMs: int, toMs: int, pending: dict[str, set[int]],
                         intervalMs: int | None = None,
                         progress: ReadProgress | None = None,
-                        sketches: bool = False, newestFirst: bool = False
-                        ) -> Deferred[list[Summary]]:
+                        sketches: bool = False, newestFirst: bool = False,
+                        spread: bool = False) -> Deferred[list[Summary]]:
         """
         The rollup rows of one level in C{[fromMs, toMs]} (whole level
         buckets) as summaries, per series (and per interval when
@@ -810,7 +811,8 @@ class MetricStore:
         rows up itself (knowing each group's first point, or with
         C{newestFirst} its last); otherwise, or with C{sketches} (each
         summary then carries its quantile sketch), the rows are read and
-        merged here.
+        merged here; so are they with C{spread} (each summary then carries
+        its sum of squared deviations, for C{stddev}).
         """
         try:
             statements = self._require()
@@ -827,13 +829,19 @@ class MetricStore:
             intervalMs <= ROWS_A_CELL_READ_WHOLE * resolutionMs
 
         def aggregated(source: str) -> bool:
-            return not (sketches or fewRowsACell or pending.get(source))
+            return not (sketches or spread or fewRowsACell
+                        or pending.get(source))
 
-        # Rows of one part are read for several sources at once; reads
-        # that Cassandra aggregates go one source a read (it aggregates
-        # over several partitions slowly, with a warning each time, and
-        # such reads timed out under a search of a thousand nodes).
-        single = [read for read in reads if aggregated(read[0])]
+        # Rows of one part are read for several sources at once.  Reads
+        # that Cassandra aggregates take as many sources as keep a request
+        # to a few thousand rows (it aggregates the partitions of an IN one
+        # after the other, and reads of many sources' long ranges timed out
+        # under a search of a thousand nodes), and one source newest first
+        # (Cassandra orders rows across partitions only without paging).
+        perRead = 1 if newestFirst else aggregatedRollupSourcesPerRead(
+            fromMs, toMs, resolutionMs)
+        single = batchSources((read for read in reads
+                               if aggregated(read[0])), perRead)
         batches = [(False, batch) for batch in batchSources(
             read for read in reads if not aggregated(read[0]))]
         if progress is not None:
@@ -852,23 +860,27 @@ class MetricStore:
         for _, batch in batches:
             one, many = ((statements.selectRollupSketches,
                           statements.selectRollupSketchesMany)
-                         if sketches else (statements.selectRollups,
-                                           statements.selectRollupsMany))
+                         if sketches or spread else
+                         (statements.selectRollups,
+                          statements.selectRollupsMany))
             requests.append(self._readSources(
                 one, many, batch, window(batch.sources, batch.key, batch.ids),
                 progress))
-        for source, part, ids in single:
-            parameters = window([source], part, ids)
+        for batch in single:
+            parameters = window(batch.sources, batch.key, batch.ids)
             if intervalMs is None:
-                request = self._read(
-                    statements.rollupSummaryLast if newestFirst
-                    else statements.rollupSummary, parameters, progress)
+                one, many = ((statements.rollupSummaryLast, None)
+                             if newestFirst else
+                             (statements.rollupSummary,
+                              statements.rollupSummaryMany))
             else:
-                request = self._read(
-                    statements.rollupByIntervalLast if newestFirst
-                    else statements.rollupByInterval,
-                    byInterval(parameters), progress)
-            requests.append(request.addCallback(_ledBy, source))
+                one, many = ((statements.rollupByIntervalLast, None)
+                             if newestFirst else
+                             (statements.rollupByInterval,
+                              statements.rollupByIntervalMany))
+                parameters = byInterval(parameters)
+            requests.append(self._readSources(one, many, batch, parameters,
+                                              progress))
 
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             summaries = []
@@ -891,19 +903,21 @@ class MetricStore:
                         None if intervalMs is None else ts - ts % intervalMs,
                         Partial(count, total, low, high, firstTs, firstValue,
                                 lastTs, lastValue,
-                                decodeSketch(row[12]) if sketches else None)))
+                                decodeSketch(row[12]) if sketches else None,
+                                row[13] if spread else None)))
             return summaries
 
         return DeferredList(requests, consumeErrors=True).addCallback(collect)
 
     def valueSummaries(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
                        fromMs: int, toMs: int, intervalMs: int | None = None,
-                       progress: ReadProgress | None = None
-                       ) -> Deferred[list[Summary]]:
+                       progress: ReadProgress | None = None,
+                       sketches: bool = True) -> Deferred[list[Summary]]:
         """
-        Summaries with quantile sketches of the raw points of a read plan
-        in the inclusive range, per series (and interval): every point is
-        read, for percentiles.
+        Summaries of the raw points of a read plan in the inclusive range,
+        per series (and interval), with their sums of squared deviations
+        and, with C{sketches}, quantile sketches: every point is read, for
+        percentiles and standard deviations.
         """
         try:
             statements = self._require()
@@ -925,7 +939,8 @@ class MetricStore:
                     start = None if intervalMs is None else ts - ts % intervalMs
                     groups.setdefault((identifier, start), []).append(
                         (ts, value))
-            return [Summary(identifier, start, summarizeValues(points))
+            return [Summary(identifier, start,
+                            summarizeValues(points, sketches))
                     for (identifier, start), points in groups.items()]
 
         return DeferredList(requests, consumeErrors=True).addCallback(collect)

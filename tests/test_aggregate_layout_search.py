@@ -4,12 +4,20 @@ L{meetrd.layout} and L{meetrd.search}.
 """
 
 import copy
+import math
+import statistics
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meetrd.aggregate import AGGREGATIONS, Partial, mergeAll, mergerFor
+from meetrd.aggregate import (
+    AGGREGATIONS,
+    Partial,
+    mergeAll,
+    mergerFor,
+    squaredDeviations,
+)
 from meetrd.layout import (
     NODE_BUCKET_MS,
     SERIES_BUCKET_MS,
@@ -41,7 +49,7 @@ def test_emptyPartial():
     empty = Partial()
     assert {a: empty.value(a) for a in AGGREGATIONS} == {
         "sum": None, "avg": None, "min": None, "max": None, "count": 0,
-        "first": None, "last": None}
+        "first": None, "last": None, "stddev": None}
 
 
 def test_mergeKeepsExtremesAndEnds():
@@ -54,7 +62,7 @@ def test_mergeKeepsExtremesAndEnds():
     merged = mergeAll([a, Partial(), b, c])
     assert {x: merged.value(x) for x in AGGREGATIONS} == {
         "sum": 14.0, "avg": 14.0 / 6, "min": -1.0, "max": 5.0, "count": 6,
-        "first": 5.0, "last": -1.0}
+        "first": 5.0, "last": -1.0, "stddev": None}
 
 
 def partialOf(points: list[tuple[int, float]]) -> Partial:
@@ -66,7 +74,29 @@ def partialOf(points: list[tuple[int, float]]) -> Partial:
     points = sorted(points)
     values = [v for _, v in points]
     return Partial(len(values), sum(values), min(values), max(values),
-                   points[0][0], points[0][1], points[-1][0], points[-1][1])
+                   points[0][0], points[0][1], points[-1][0], points[-1][1],
+                   m2=squaredDeviations(values, sum(values)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60),
+       offset=st.sampled_from([0.0, 1e9, -3e12]),
+       cuts=st.lists(st.integers(0, 60), max_size=6))
+def test_stddevMergedFromPartsEqualsStddevOfAll(values, offset, cuts):
+    """
+    The standard deviation of values cut into parts (summarized apart,
+    then merged in any order) equals the population standard deviation of
+    all of them at once, also for values far from zero, where a sum of
+    squares would have lost every digit.
+    """
+    values = [v + offset for v in values]
+    bounds = sorted({0, len(values), *(c for c in cuts if c < len(values))})
+    parts = [partialOf([(i, v) for i, v in enumerate(values[a:b])])
+             for a, b in zip(bounds, bounds[1:])]
+    merged = mergeAll(parts)
+    exact = statistics.pstdev(values)
+    assert math.isclose(merged.value("stddev"), exact, rel_tol=1e-6,
+                        abs_tol=1e-9 * max(1.0, abs(offset)))
 
 
 summaries = st.lists(st.lists(st.tuples(st.integers(0, 50),

@@ -15,6 +15,7 @@ from meetrd.readplan import (
     answerPoints,
     bucketsBySource,
     candidateBuckets,
+    chooseLevels,
     partitionReads,
     planIndex,
     sourcesToPrune,
@@ -156,6 +157,41 @@ def test_overflowCountsThePartitionItLandsIn():
     second = planWrite(nodePoints("a", 6), cache, 0.0)
     assert {key[0]: len(rows) for key, rows in second.partitions.items()} \
         == {"n:a": 4, "n:a~1": 1, "n:a~2": 1}
+
+
+def test_edgesAnsweredByFinerLevels():
+    """
+    The coarsest level that fits answers its whole buckets; each edge is
+    answered by the finer levels, and only what no level holds whole is
+    read raw.  A level that does not divide the interval, or has expired
+    there, is passed over.
+    """
+    minute, hour, day = 60_000, 3_600_000, DAY
+    levels = [(minute, 0, 0), (hour, 0, 0), (day, 0, 0)]
+    start = 10 * day + 5 * hour + 30 * minute + 15_000
+    end = 14 * day + 2 * hour + 3 * minute + 20_000
+    choices, raw = chooseLevels(start, end, None, levels, 20 * day)
+    assert [(c.resolutionMs, c.fromMs, c.toMs) for c in choices] == [
+        (day, 11 * day, 14 * day - 1),
+        (hour, 10 * day + 6 * hour, 11 * day - 1),
+        (minute, 10 * day + 5 * hour + 31 * minute, 10 * day + 6 * hour - 1),
+        (hour, 14 * day, 14 * day + 2 * hour - 1),
+        (minute, 14 * day + 2 * hour, 14 * day + 2 * hour + 3 * minute - 1)]
+    assert raw == [(start, 10 * day + 5 * hour + 31 * minute - 1),
+                   (14 * day + 2 * hour + 3 * minute, end)]
+    # Every millisecond of the range is answered once.
+    spans = sorted([(c.fromMs, c.toMs) for c in choices] + raw)
+    assert spans[0][0] == start and spans[-1][1] == end
+    assert all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:]))
+    # An interval of 2 h: the day level does not divide it.
+    byTwoHours, _ = chooseLevels(start, end, 2 * hour, levels, 20 * day)
+    assert byTwoHours[0].resolutionMs == hour
+    # The minute level kept 2 days: the old edge is read raw.
+    kept = [(minute, 2 * 86_400, 0), (hour, 0, 0), (day, 0, 0)]
+    _, oldRaw = chooseLevels(start, end, None, kept, 15 * day)
+    assert oldRaw[0] == (start, 10 * day + 6 * hour - 1)
+    assert chooseLevels(start, start + 1000, None, levels, 20 * day) == (
+        [], [(start, start + 1000)])
 
 
 def test_seriesWithoutNodeOwnPartitions():

@@ -36,7 +36,7 @@ HOUR = 60 * MINUTE
 WINDOW = 6 * HOUR
 START = (int(time.time() * 1000) // HOUR - 9) * HOUR
 AGGREGATIONS = ("sum", "avg", "min", "max", "count", "first", "last", "p50",
-                "p99", "p0.5")
+                "p99", "p0.5", "stddev")
 SERIES = [freezeTags({"node": "exact:1", "cpu": "0"}),
           freezeTags({"node": "exact:1", "cpu": "1"}),
           freezeTags({"node": "exact:2", "cpu": "0"}),
@@ -165,8 +165,8 @@ async def test_rollupsEqualRaw(node, cql):
     """
     For random points, late points and rewrites (rolled up again or still
     waiting), and random searches, the answer read from rollups equals the
-    raw answer: count, min, max, first and last exactly, sum and avg to a
-    relative 1e-9.  Rollups were really read, at every level: the
+    raw answer: count, min, max, first and last exactly, sum, avg and
+    stddev to a relative 1e-9.  Rollups were really read, at every level: the
     comparisons were not all raw against raw.
     """
     keyspace = uniqueKeyspace("exact")
@@ -185,8 +185,8 @@ async def test_rollupsEqualRaw(node, cql):
 async def test_manySourcesAnswerFromFewRequests(node, cql):
     """
     120 nodes, each its own source, grouped by node by the hour over two
-    whole hours and half of a third: the level's rows and the raw edge are
-    read for many sources a request (a handful of requests, where one a
+    whole hours and half of a third: the hour level's rows and the edge's
+    (from the minute level) are read for many sources a request (a handful of requests, where one a
     source and part made it more than 240), and every aggregation equals
     the raw answer, group by group and hour by hour.
     """
@@ -223,9 +223,9 @@ async def test_manySourcesAnswerFromFewRequests(node, cql):
             rolled["resolution"] = "raw"
             sameAnswer(rolled, raw)
             if aggregation != "last":
-                # The index, two of markers, three of the level's rows and
-                # three of the raw edge (read newest first, "last" reads
-                # one source a request).
+                # The index, two of markers, three of the hour level's rows
+                # and three of the edge's minute rows (read newest first,
+                # "last" reads one source a request).
                 assert requests <= 12, (aggregation, requests)
     finally:
         await stores.close()

@@ -7,6 +7,8 @@ two instances roll each partition once.
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 
 import pytest
@@ -17,7 +19,7 @@ from twisted.internet.task import Clock, deferLater
 
 from meetrd.points import Point, freezeTags
 from meetrd.rollupservice import MARKER_SETTLE, RollupService
-from meetrd.schema import dirtyShard
+from meetrd.schema import TABLES, dirtyShard
 from meetrd.search import Query, runSearch
 from meetrd.settings import Shard, settingsFromMapping
 from meetrd.store import MetricStore
@@ -219,14 +221,17 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
     """
     With a raw retention of 6 s and rollups kept forever, the rollup rows
     are still there once the raw points have expired, and searches answer
-    from them alone.
+    from them alone: a range of a whole hour and one more minute is
+    answered by the hour's row and, for the minute, by the finer level.
     """
     tags = freezeTags({"node": "expire:1"})
-    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    old = (int(time.time() * 1000) // HOUR - 3) * HOUR
     store = await openStore(node, keyspace, retention=6)
     try:
         await store.writePoints([Point("expire", tags, old + i * 1000, 2.0)
-                                 for i in range(30)])
+                                 for i in range(30)] +
+                                [Point("expire", tags, old + HOUR + i * 1000,
+                                       3.0) for i in range(30)])
         await serviceFor(store, node, keyspace).tick()
         await deferLater(reactor, 7, lambda: None)
         raw = cql.execute(f"SELECT count(*) FROM {keyspace}.points WHERE "
@@ -234,7 +239,8 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
                           ("n:expire:1", old // HOUR)).one()[0]
         assert raw == 0
         rows = rollupRows(cql, keyspace, "n:expire:1")
-        assert [(r.count, r.sum) for r in rows] == [(30, 60.0)]
+        assert sorted((r.count, r.sum) for r in rows) == [(30, 60.0),
+                                                          (30, 90.0)]
         # The levels keep their rows forever: so do the index rows that
         # lead a search to them (raw retention alone would give them 6 s
         # and a day).
@@ -249,12 +255,116 @@ async def test_rollupsOutliveRawPoints(node, cql, keyspace):
         for query, resolution in (
                 (Query("expire", "a", "b", old, old + HOUR - 1, "sum"), "1h"),
                 (Query("expire", "a", "b", old, old + 59_999, "count",
-                       intervalMs=60_000), "1m")):
+                       intervalMs=60_000), "1m"),
+                (Query("expire", "a", "b", old, old + HOUR + 59_999, "sum"),
+                 "1h")):
             found = await runSearch(store, query, settings.limits)
             assert found["resolution"] == resolution
-            assert found["value"] == (60.0 if resolution == "1h" else 30)
+            assert found["value"] == {old + HOUR - 1: 60.0,
+                                      old + 59_999: 30,
+                                      old + HOUR + 59_999: 150.0}[query.toMs]
     finally:
         await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stddevFromRollupsEqualsTheValuesOwn(node, cql, keyspace):
+    """
+    Two series of 10 s points around 1e9 over two closed hours and a
+    half, rolled up: the standard deviation of the whole range (hour rows,
+    minute rows and raw points at its edges), of each series and of each
+    hour equals the population standard deviation of the values written,
+    computed here from the values themselves.
+    """
+    start = (int(time.time() * 1000) // HOUR - 4) * HOUR
+    written = {}
+    points = []
+    for cpu in ("0", "1"):
+        tags = freezeTags({"node": "spread:1", "cpu": cpu})
+        for i in range(900):
+            value = 1e9 + ((i * 7919 + int(cpu) * 31) % 1000) / 8
+            points.append(Point("spread", tags, start + i * 10_000, value))
+            written.setdefault(cpu, []).append((start + i * 10_000, value))
+    store = await openStore(node, keyspace)
+    try:
+        await store.writePoints(points)
+        await serviceFor(store, node, keyspace).tick()
+        limits = settingsFor(node, keyspace).limits
+        fromMs, toMs = start + 95_000, start + 8_995_000
+
+        def expected(cpus, lo=fromMs, hi=toMs):
+            return statistics.pstdev(
+                [v for cpu in cpus for ts, v in written[cpu] if lo <= ts <= hi])
+
+        whole = await runSearch(store, Query(
+            "spread", "a", "b", fromMs, toMs, "stddev"), limits)
+        assert whole["resolution"] == "1h"
+        assert math.isclose(whole["value"], expected("01"), rel_tol=1e-9)
+        grouped = await runSearch(store, Query(
+            "spread", "a", "b", fromMs, toMs, "stddev", groupBy="cpu",
+            intervalMs=HOUR), limits)
+        for group in grouped["groups"]:
+            cpu = group["tags"]["cpu"]
+            assert math.isclose(group["value"], expected(cpu), rel_tol=1e-9)
+            assert len(group["points"]) == 3
+            for hour, (_, value) in enumerate(group["points"]):
+                lo = max(fromMs, start + hour * HOUR)
+                hi = min(toMs, start + (hour + 1) * HOUR - 1)
+                assert math.isclose(value, expected(cpu, lo, hi),
+                                    rel_tol=1e-9)
+    finally:
+        await store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_rollupTableOfAnEarlierVersionGetsItsSpread(node, cql):
+    """
+    A keyspace whose rollups table was made before it kept sums of squared
+    deviations gets the column at start: its older rows answer C{stddev}
+    with C{null} (they do not know it), and once their partition is rolled
+    again the search answers it.
+    """
+    keyspace = uniqueKeyspace("spread")
+    cql.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
+                f"{{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    [ddl] = [table for table in TABLES if ".rollups (" in table]
+    cql.execute(ddl.replace("        m2 double,\n", "").format(ks=keyspace))
+
+    def columns():
+        return {row[0] for row in cql.execute(
+            "SELECT column_name FROM system_schema.columns WHERE "
+            "keyspace_name = %s AND table_name = 'rollups'", (keyspace,))}
+
+    assert "m2" not in columns() and "sketch" in columns()
+    old = (int(time.time() * 1000) // HOUR - 2) * HOUR
+    tags = freezeTags({"node": "spread:2"})
+    store = await openStore(node, keyspace)
+    try:
+        assert "m2" in columns()
+        await store.writePoints([Point("older", tags, old + i * 1000,
+                                       float(i % 2)) for i in range(10)])
+        await serviceFor(store, node, keyspace).tick()
+        # As an earlier version left them: no spread.
+        for row in cql.execute(
+                f"SELECT resolution, part, series_id, ts, raw_bucket FROM "
+                f"{keyspace}.rollups WHERE source = 'n:spread:2' "
+                f"ALLOW FILTERING"):
+            cql.execute(f"DELETE m2 FROM {keyspace}.rollups WHERE "
+                        f"resolution = %s AND source = 'n:spread:2' AND "
+                        f"part = %s AND series_id = %s AND ts = %s AND "
+                        f"raw_bucket = %s", tuple(row))
+        limits = settingsFor(node, keyspace).limits
+        query = Query("older", "a", "b", old, old + HOUR - 1, "stddev")
+        unknown = await runSearch(store, query, limits)
+        assert unknown["resolution"] == "1h" and unknown["value"] is None
+        await store.writePoints([Point("older", tags, old + 10_000, 0.0)])
+        await serviceFor(store, node, keyspace).tick()
+        known = await runSearch(store, query, limits)
+        assert math.isclose(known["value"], statistics.pstdev(
+            [float(i % 2) for i in range(10)] + [0.0]), rel_tol=1e-12)
+    finally:
+        await store.close()
+        cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
 @pytest_twisted.ensureDeferred
