@@ -9,7 +9,7 @@ RUN_DIR = .run
 # local development node.
 MEETR_CONFIG ?=
 
-.PHONY: venv run test test-unit bench clean
+.PHONY: venv run test test-unit bench clean peers proto
 
 venv: $(VENV)/.installed
 
@@ -34,10 +34,22 @@ else
 	$(VENV)/bin/twistd --pidfile= -n meetr -c $(MEETR_CONFIG)
 endif
 
-# Every test, against the local node (started when it is not running).
-test: venv
+# Every test, against the local node (started when it is not running) and
+# the real peer programs some tests talk to (built once, see peers).
+test: venv peers
 	@node=$$($(DEVNODE) start | tail -n 1) && \
 	  MEETR_TEST_CASSANDRA="$$node" $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+
+# Peer programs of the tests (vmagent), built with `go install` from the Go
+# module proxy into .cache/peers, once per version.
+peers: venv
+	@$(PYTHON) -m tests.peers > /dev/null
+
+# The Python module of the remote write protobuf messages, after a change
+# of meetrd/proto/remote.proto.
+proto: venv
+	$(PYTHON) -m grpc_tools.protoc -Imeetrd/proto --python_out=meetrd/proto \
+	  meetrd/proto/remote.proto
 
 # The tests that need no Cassandra node.
 test-unit: venv

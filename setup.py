@@ -12,9 +12,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["meetrd", "meetrd.hunter", "twisted.plugins"],
+    packages=["meetrd", "meetrd.hunter", "meetrd.proto", "twisted.plugins"],
     package_data={"twisted.plugins": ["meetr_plugin.py"],
-                  "meetrd": ["openapi.json"]},
+                  "meetrd": ["openapi.json"],
+                  "meetrd.proto": ["remote.proto"]},
     install_requires=[
         "twisted[tls]==26.10.0",
         "klein==24.8.0",
@@ -31,6 +32,8 @@ setup(
         "protobuf==7.36.2",
         # JSON batches decoded into typed items in one pass.
         "msgspec==0.23.0",
+        # Snappy (block format) of Prometheus remote write bodies.
+        "cramjam==2.14.0",
     ],
     extras_require={
         "test": [
@@ -41,6 +44,8 @@ setup(
             "schemathesis==4.32.5",
             "hypothesis==6.170.15",
             "jsonschema-rs==0.60.3",
+            # protoc, to check meetrd/proto/remote_pb2.py is up to date.
+            "grpcio-tools==1.85.1",
         ],
     },
     data_files=[

@@ -24,6 +24,8 @@ from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
 from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
+from meetrd.remotewrite import Received, decodeWriteRequest
+from meetrd.remotewrite import pointsOf as remotePointsOf
 from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
 from meetrd.settings import Settings
 from meetrd.store import StoreUnavailable
@@ -254,6 +256,65 @@ class MetricsAPI:
             if name not in item:
                 raise FieldProblem(name, "required")
         return [checkPoint(item, limits, nowMs)]
+
+    @app.route("/api/v1/write", methods=["POST"])
+    def remoteWrite(self, request: IRequest) -> Any:
+        """
+        Prometheus remote write 1.0: store the samples of a
+        snappy-compressed protobuf C{WriteRequest}; C{204} once Cassandra
+        has them.  A request that can never succeed is a C{4xx} (senders
+        drop it), trouble that passes (Cassandra unreachable, too many
+        writes in flight) a C{503} (senders send it again).
+        """
+        self.authorizer.check(request, "write")
+        if self.writesInFlight >= self.settings.http.max_writes_in_flight:
+            raise Overloaded("writes", self.writesInFlight)
+        self.writesInFlight += 1
+        d = maybeDeferred(self._remotePointsOf, request)
+
+        def store(received: Received) -> Any:
+            if self.selfMetrics is not None:
+                skipped = self.selfMetrics.remoteSkipped
+                if received.stale:
+                    skipped.labels("stale").inc(received.stale)
+                if received.notFinite:
+                    skipped.labels("not_finite").inc(received.notFinite)
+            if not received.points:
+                return 0
+            return self.store.writePoints(received.points)
+
+        def written(count: int) -> bytes:
+            if self.selfMetrics is not None:
+                self.selfMetrics.pointsWritten.inc(count)
+            request.setResponseCode(204)
+            return b""
+
+        return d.addCallback(store).addBoth(self._writeDone).addCallback(
+            written)
+
+    def _remotePointsOf(self, request: IRequest) -> Received:
+        encoding = (request.getHeader(b"content-encoding") or b"").strip()
+        if encoding.lower() != b"snappy":
+            raise ApiError(415, {
+                "error": "remote write bodies are snappy-compressed",
+                "field": "Content-Encoding", "supported": ["snappy"]})
+        contentType = request.getHeader(b"content-type") or b""
+        mediaType, _, parameters = contentType.partition(b";")
+        proto = parameters.strip().lower()
+        if mediaType.strip().lower() != b"application/x-protobuf" or \
+                proto not in (b"", b"proto=prometheus.writerequest"):
+            raise ApiError(415, {
+                "error": "remote write 1.0 is supported: a "
+                         "prometheus.WriteRequest protobuf",
+                "field": "Content-Type",
+                "supported": ["application/x-protobuf"]})
+        limit = self.settings.http.max_body_size
+        request.content.seek(0)
+        body = request.content.read(limit + 1)
+        if len(body) > limit:
+            raise TooLarge(limit)
+        parsed = decodeWriteRequest(body, limit)
+        return remotePointsOf(parsed, self.settings.limits, self._nowMs())
 
     # Searches
 

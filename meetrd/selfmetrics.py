@@ -163,6 +163,11 @@ class SelfMetrics:
         self.pointsRejected = Counter(
             "meetr_points_rejected", "Points refused as invalid.",
             registry=self.registry)
+        self.remoteSkipped = Counter(
+            "meetr_remote_write_samples_skipped",
+            "Remote write samples not stored: staleness markers (stale) and "
+            "other NaN or infinite values (not_finite).", ["reason"],
+            registry=self.registry)
         self.scrapes = Counter(
             "meetr_hunter_scrapes", "Scrapes by result.", ["result"],
             registry=self.registry)

@@ -154,6 +154,14 @@ def checkTimestamp(value: object, limits: Limits, nowMs: int,
         tsMs = parseTimestamp(value)
     except TimestampError as e:
         raise FieldProblem(field, str(e)) from None
+    return checkWindow(tsMs, limits, nowMs, field)
+
+
+def checkWindow(tsMs: int, limits: Limits, nowMs: int, field: str) -> int:
+    """
+    Check that an instant (milliseconds) is within the accepted window
+    around now (C{limits.max_future}, C{limits.max_past}).
+    """
     if tsMs > nowMs + limits.max_future * 1000:
         raise FieldProblem(field, f"more than {limits.max_future:g}s in the "
                                   f"future")

@@ -297,6 +297,15 @@ RUN = _Run()
 RANDOM_MOVED = pytest.mark.filterwarnings(
     "ignore:Do not use the `random` module inside strategies"
     ":hypothesis.errors.HypothesisDeprecationWarning")
+@schemathesis.serializer("application/x-protobuf")
+def _protobufBody(context: Any, value: Any) -> bytes:
+    """
+    A generated remote write body (a binary string) sent as it is: the
+    daemon must answer it as the document says, whatever its bytes.
+    """
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 SCHEMA = schemathesis.openapi.from_path(DOCUMENT_PATH, config=CONFIG)
 FORM = "application/x-www-form-urlencoded"
 
