@@ -163,6 +163,10 @@ class SelfMetrics:
         self.pointsRejected = Counter(
             "meetr_points_rejected", "Points refused as invalid.",
             registry=self.registry)
+        self.graphiteLinesBad = Counter(
+            "meetr_graphite_lines_rejected",
+            "Graphite plaintext lines refused as invalid (skipped; the "
+            "connection is kept).", registry=self.registry)
         self.remoteSkipped = Counter(
             "meetr_remote_write_samples_skipped",
             "Remote write samples not stored: staleness markers (stale) and "

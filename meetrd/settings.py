@@ -443,6 +443,15 @@ class RollupServiceSettings(_Frozen):
     grace: NonNegativeDuration = 60.0
 
 
+class GraphiteSettings(_Frozen):
+    """
+    The Graphite plaintext listener: off unless C{listen} is set (a Twisted
+    endpoint string such as C{tcp:2003}).
+    """
+
+    listen: StrictStr | None = None
+
+
 class Settings(_Frozen):
     """
     All of meetrd's settings.
@@ -459,6 +468,7 @@ class Settings(_Frozen):
     log: LogSettings = LogSettings()
     rollups: tuple[RollupLevel, ...] = ()
     rollup: RollupServiceSettings = RollupServiceSettings()
+    graphite: GraphiteSettings = GraphiteSettings()
 
     @field_validator("rollups")
     @classmethod

@@ -9,6 +9,8 @@ The twistd plugin's options and the service tree, built in one place.
     reactor-lag  measures how long the reactor keeps work waiting
     collector    sets Python's garbage collector for a long-lived process
                  (started last: what start-up made is frozen) and times it
+    graphite-drain  writes what Graphite connections left waiting
+    graphite        the Graphite plaintext listener (only when set)
     web     the HTTP API, stopped first so nothing new comes in
     signals SIGTERM and SIGHUP
 """
@@ -106,6 +108,9 @@ class Options(usage.Options):
             settings = settings.withOverrides(**overrides)
         _checkEndpoint(settings.listen,
                        "--listen" if self["listen"] else self["config"])
+        if settings.graphite.listen is not None:
+            _checkEndpoint(settings.graphite.listen,
+                           f"{self['config']}: graphite")
         return settings
 
 
@@ -226,6 +231,17 @@ def buildService(settings: Settings, reactor: Any,
     site = MeetrSite(api.resource(), settings.http.max_body_size,
                      settings.http.access_log, reactor=reactor,
                      selfMetrics=selfMetrics)
+    if settings.graphite.listen is not None:
+        from meetrd.graphite import GraphiteDrain, GraphiteFactory, GraphiteIntake
+
+        intake = GraphiteIntake(store, settings.limits, reactor, selfMetrics)
+        drain = GraphiteDrain(intake, settings.shutdown_grace)
+        drain.setName("graphite-drain")
+        drain.setServiceParent(root)
+        graphite = strports.service(settings.graphite.listen,
+                                    GraphiteFactory(intake), reactor=reactor)
+        graphite.setName("graphite")
+        graphite.setServiceParent(root)
     web = strports.service(settings.listen, site, reactor=reactor)
     web.setName("web")
     web.setServiceParent(root)

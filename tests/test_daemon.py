@@ -259,7 +259,7 @@ def test_unknownAggregationListsValidOnes(daemon):
     reply = daemon.get("/1.0/metrics", metric="m", aggregation="median",
                        **{"from": MEETR_FROM, "to": MEETR_TO})
     assert reply.json()["valid"] == ["sum", "avg", "min", "max", "count",
-                                     "first", "last", "pQ"]
+                                     "first", "last", "stddev", "pQ"]
 
 
 def test_routingErrorsAreJSON(daemon):

@@ -220,13 +220,15 @@ def harness(tmp_path, node):
     exporter, recorder = serve(Exporter()), serve(Recorder())
     keyspace = uniqueKeyspace("rw")
     daemon = Daemon(tmp_path / "meetrd", daemonSettings(keyspace, node))
-    daemon.start().waitReady()
     stopping: list[Any] = [daemon]
-    yield exporter, recorder, daemon, tmp_path, stopping
-    for process in reversed(stopping):
-        process.stop()
-    exporter.shutdown()
-    recorder.shutdown()
+    try:
+        daemon.start().waitReady()
+        yield exporter, recorder, daemon, tmp_path, stopping
+    finally:
+        for process in reversed(stopping):
+            process.stop()
+        exporter.shutdown()
+        recorder.shutdown()
 
 
 def test_everySampleVMAgentSendsIsStored(harness):
