@@ -1,5 +1,5 @@
-# meetrd's tasks.  On a fresh machine with Python 3.11+, JDK 17, Maven and
-# make, `make run` and `make test` set up everything else themselves.
+# meetrd's tasks.  On a fresh machine with Python 3.11+, JDK 17, Maven, Go
+# and make, `make run` and `make test` set up everything else themselves.
 
 PYTHON_BOOT ?= python3
 VENV ?= .venv

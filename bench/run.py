@@ -51,7 +51,8 @@ INGEST = str(Path(__file__).with_name("ingest.py"))
 #: The benchmarks of modules of their own, run after ingest and search:
 #: each module's runner class, whose C{run()} gives what its C{report}
 #: prints.
-EXTRAS = {"scale": "Scale", "rollups": "Rollups", "throughput": "Throughput"}
+EXTRAS = {"scale": "Scale", "rollups": "Rollups", "throughput": "Throughput",
+          "protocols": "Protocols"}
 
 
 def parseArgs(argv: list[str]) -> argparse.Namespace:
@@ -88,6 +89,9 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-throughput", action="store_true",
                         help="skip the throughput benchmark, before and "
                              "after (bench/throughput.py, about 4 minutes)")
+    parser.add_argument("--no-protocols", action="store_true",
+                        help="skip JSON, remote write and Graphite side by "
+                             "side (bench/protocols.py, about 2 minutes)")
     parser.add_argument("--only", choices=("ingest", "search", *EXTRAS),
                         help="run this benchmark only")
     parser.add_argument("--json", metavar="PATH",

@@ -24,7 +24,7 @@ from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
 from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
-from meetrd.remotewrite import Received, decodeWriteRequest
+from meetrd.remotewrite import Received, SeriesCache, decodeWriteRequest
 from meetrd.remotewrite import pointsOf as remotePointsOf
 from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
 from meetrd.settings import Settings
@@ -168,6 +168,7 @@ class MetricsAPI:
         self.authorizer = Authorizer(settings.auth)
         self.writesInFlight = 0
         self.searchesInFlight = 0
+        self.remoteSeries = SeriesCache()
         self._cooperator: Cooperator | None = None
 
     @property
@@ -314,7 +315,8 @@ class MetricsAPI:
         if len(body) > limit:
             raise TooLarge(limit)
         parsed = decodeWriteRequest(body, limit)
-        return remotePointsOf(parsed, self.settings.limits, self._nowMs())
+        return remotePointsOf(parsed, self.settings.limits, self._nowMs(),
+                              self.remoteSeries)
 
     # Searches
 

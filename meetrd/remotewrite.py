@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import cramjam
 from google.protobuf.message import DecodeError
@@ -112,45 +113,90 @@ def _checkMs(tsMs: int, limits: Limits, nowMs: int, field: str) -> int:
     return checkWindow(tsMs, limits, nowMs, field)
 
 
-def pointsOf(request: WriteRequest, limits: Limits, nowMs: int) -> Received:
+class SeriesCache:
+    """
+    The checked metric and tags of label sets seen before: a sender sends
+    the same series request after request, and checking a label set costs
+    more than reading its samples.  Cleared when full.
+    """
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self.known: dict[tuple[tuple[str, str], ...], tuple[str, Any]] = {}
+
+    def get(self, key: tuple[tuple[str, str], ...]) -> tuple[str, Any] | None:
+        return self.known.get(key)
+
+    def put(self, key: tuple[tuple[str, str], ...],
+            value: tuple[str, Any]) -> None:
+        if len(self.known) >= self.size:
+            self.known.clear()
+        self.known[key] = value
+
+
+def _checkSeries(key: tuple[tuple[str, str], ...], limits: Limits,
+                 where: str) -> tuple[str, Any]:
+    """
+    The metric and tags of a series' labels (as sent, in order), checked.
+    """
+    labels: dict[str, str] = {}
+    for name, value in key:
+        if name in labels:
+            raise FieldProblem(f"{where}.labels",
+                               f"label {name!r} given twice")
+        if value:
+            labels[name] = value
+    metric = checkMetric(labels.pop(NAME_LABEL, None), limits,
+                         f"{where}.labels.{NAME_LABEL}")
+    return metric, freezeTags(checkTags(labels, limits, f"{where}.labels"))
+
+
+def pointsOf(request: WriteRequest, limits: Limits, nowMs: int,
+             cache: SeriesCache | None = None) -> Received:
     """
     The points of a parsed request, checked as every write is; raise
     L{BatchProblems} naming every bad series or sample (up to
     L{MAX_PROBLEMS}), or a L{FieldProblem} when the request is empty or
     too large.
+
+    @param cache: label sets checked before (with the same limits).
     """
     samples = sum(len(series.samples) for series in request.timeseries)
     if samples > limits.max_batch_points:
         raise FieldProblem("timeseries", f"{samples} samples, more than "
                                          f"{limits.max_batch_points} in one "
                                          f"request")
+    cache = cache if cache is not None else SeriesCache()
     received = Received([])
     points = received.points
     problems: list[FieldProblem] = []
     isfinite = math.isfinite
+    # Timestamps inside this window need no other check.
+    earliest = max(_MIN_MS, nowMs - limits.max_past * 1000
+                   if limits.max_past else _MIN_MS)
+    latest = min(_MAX_MS, nowMs + limits.max_future * 1000)
     for index, series in enumerate(request.timeseries):
-        where = f"timeseries[{index}]"
         try:
-            labels: dict[str, str] = {}
-            for label in series.labels:
-                if label.name in labels:
-                    raise FieldProblem(f"{where}.labels",
-                                       f"label {label.name!r} given twice")
-                if label.value:
-                    labels[label.name] = label.value
-            metric = checkMetric(labels.pop(NAME_LABEL, None), limits,
-                                 f"{where}.labels.{NAME_LABEL}")
-            tags = freezeTags(checkTags(labels, limits, f"{where}.labels"))
+            key = tuple([(label.name, label.value)
+                         for label in series.labels])
+            checked = cache.get(key)
+            if checked is None:
+                checked = _checkSeries(key, limits, f"timeseries[{index}]")
+                cache.put(key, checked)
+            metric, tags = checked
             for number, sample in enumerate(series.samples):
                 value = sample.value
+                tsMs = sample.timestamp
                 if not isfinite(value):
                     if math.isnan(value) and _bits(value) == STALE_NAN_BITS:
                         received.stale += 1
                     else:
                         received.notFinite += 1
                     continue
-                tsMs = _checkMs(sample.timestamp, limits, nowMs,
-                                f"{where}.samples[{number}].timestamp")
+                if not earliest <= tsMs <= latest:
+                    _checkMs(tsMs, limits, nowMs, f"timeseries[{index}]."
+                                                  f"samples[{number}]."
+                                                  f"timestamp")
                 points.append(Point(metric, tags, tsMs, value))
         except FieldProblem as problem:
             problems.append(FieldProblem(problem.field, problem.problem,

@@ -20,6 +20,7 @@ from meetrd.points import Point
 from meetrd.proto.remote_pb2 import WriteRequest
 from meetrd.remotewrite import (
     STALE_NAN_BITS,
+    SeriesCache,
     decodeWriteRequest,
     pointsOf,
     uncompressedLength,
@@ -146,6 +147,25 @@ def test_everyBadSeriesIsNamed():
         "timeseries[3].labels", "timeseries[4].labels",
         "timeseries[5].samples[0].timestamp", "timeseries[6].labels"]
     assert "given twice" in caught.value.problems[-1].problem
+
+
+def test_labelSetsCheckedOncePerSender():
+    """
+    A label set checked once is taken from the cache by the next request
+    (the same tag tuple, which the write planner groups by); a bad one is
+    never cached and is refused every time.
+    """
+    cache = SeriesCache()
+    good = ({"__name__": "up", "job": "n"}, [(1.0, NOW)])
+    bad = ({"__name__": "bad name"}, [(1.0, NOW)])
+    first = pointsOf(writeRequest([good]), Limits(), NOW, cache)
+    second = pointsOf(writeRequest([good]), Limits(), NOW + 1, cache)
+    assert first.points[0].tags is second.points[0].tags
+    assert len(cache.known) == 1
+    for _ in range(2):
+        with pytest.raises(Exception):
+            pointsOf(writeRequest([bad]), Limits(), NOW, cache)
+    assert len(cache.known) == 1
 
 
 def test_tooManySamplesIsRefusedWhole():
