@@ -286,6 +286,10 @@ def placeOverflow(plan: WritePlan, partitionKey: tuple[str, int],
     full one's with C{~1}, C{~2}, ... added.  Rows are counted by the
     partition key they land in, so a source that happens to be spelt like
     another's overflow is counted once, as the one partition it is.
+
+    A series whose rows all moved keeps the index row of the full
+    partition this write listed for it: a search reads that partition for
+    it and finds nothing there, which costs a read and is never wrong.
     """
     source, bucket = partitionKey
     width = plan.widths[source]

@@ -87,6 +87,10 @@ class Recorder(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/api/v1/write"
 
+    def sampleCount(self) -> int:
+        with self.lock:
+            return sum(map(len, self.samples.values()))
+
     def snapshot(self) -> dict[Series, dict[int, float]]:
         with self.lock:
             return {key: dict(values) for key, values in self.samples.items()}
@@ -202,6 +206,10 @@ def assertAllStored(daemon: Daemon, sent: dict[Series, dict[int, float]],
 
 
 def waitFor(check, timeout: float, what: str) -> Any:
+    """
+    Poll C{check} every half second until it gives something true; fail
+    naming C{what} after C{timeout} seconds.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -243,9 +251,9 @@ def test_everySampleVMAgentSendsIsStored(harness):
                     [daemon.base + "/api/v1/write", recorder.url])
     stopping.append(agent)
     waitFor(lambda: exporter.scrapes >= 6, 60, "six scrapes")
-    sent = waitFor(lambda: (lambda s: s if sum(map(len, s.values())) >= 30
-                            else None)(recorder.snapshot()), 30,
-                   "samples at the recorder")
+    waitFor(lambda: recorder.sampleCount() >= 30, 30,
+            "samples at the recorder")
+    sent = recorder.snapshot()
     metrics = {metric for metric, _ in sent}
     assert {"rwtest_requests_total", "rwtest_temperature", "up"} <= metrics
     assert all(dict(tags).get("job") == "rwtest" for _, tags in sent)
