@@ -34,6 +34,7 @@ setup(
         "msgspec==0.23.0",
         # Snappy (block format) of Prometheus remote write bodies.
         "cramjam==2.14.0",
+        "promql-parser==0.12.0",
     ],
     extras_require={
         "test": [

@@ -24,6 +24,7 @@ from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.durations import DurationError, parseDuration
 from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
+from meetrd.promql.httpapi import QueryAPI
 from meetrd.remotewrite import Received, SeriesCache, decodeWriteRequest
 from meetrd.remotewrite import pointsOf as remotePointsOf
 from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
@@ -169,6 +170,7 @@ class MetricsAPI:
         self.writesInFlight = 0
         self.searchesInFlight = 0
         self.remoteSeries = SeriesCache()
+        self.queries = QueryAPI(store, settings.limits, clock)
         self._cooperator: Cooperator | None = None
 
     @property
@@ -378,6 +380,79 @@ class MetricsAPI:
             tagFilters=tuple((k, frozenset(v))
                              for k, v in sorted(filters.items())),
             groupBy=groupBy, intervalMs=intervalMs)
+
+    # The Prometheus query API
+
+    def _prometheus(self, request: IRequest, run: Any,
+                    counted: bool = True) -> Any:
+        """
+        Answer a route of the Prometheus query API: C{run} is called with
+        the request's parameters (query string and form body) and fires
+        with the code and body.
+        """
+        self.authorizer.check(request, "read")
+        if counted:
+            if self.searchesInFlight >= \
+                    self.settings.http.max_searches_in_flight:
+                raise Overloaded("searches", self.searchesInFlight)
+            self.searchesInFlight += 1
+        d = maybeDeferred(run, request.args)
+        if counted:
+            d.addBoth(self._searchDone)
+        return d.addCallback(lambda answer: _respond(request, *answer))
+
+    @app.route("/api/v1/query", methods=["GET", "POST"])
+    def promQuery(self, request: IRequest) -> Any:
+        """
+        PromQL at one instant, as Prometheus's C{/api/v1/query}.
+        """
+        return self._prometheus(request, self.queries.query)
+
+    @app.route("/api/v1/query_range", methods=["GET", "POST"])
+    def promQueryRange(self, request: IRequest) -> Any:
+        """
+        PromQL over a range, as Prometheus's C{/api/v1/query_range}.
+        """
+        return self._prometheus(request, self.queries.queryRange)
+
+    @app.route("/api/v1/series", methods=["GET", "POST"])
+    def promSeries(self, request: IRequest) -> Any:
+        """
+        The series that match selectors, as Prometheus's C{/api/v1/series}.
+        """
+        return self._prometheus(request, self.queries.series)
+
+    @app.route("/api/v1/labels", methods=["GET", "POST"])
+    def promLabels(self, request: IRequest) -> Any:
+        """
+        Label names, as Prometheus's C{/api/v1/labels}.
+        """
+        return self._prometheus(request, self.queries.labels)
+
+    @app.route("/api/v1/label/<string:name>/values", methods=["GET"])
+    def promLabelValues(self, request: IRequest, name: str) -> Any:
+        """
+        A label's values, as Prometheus's C{/api/v1/label/<name>/values}.
+        """
+        return self._prometheus(
+            request, lambda args: self.queries.labelValues(name, args))
+
+    @app.route("/api/v1/metadata", methods=["GET"])
+    def promMetadata(self, request: IRequest) -> Any:
+        """
+        Metric metadata (C{HELP}, C{TYPE}), which meetrd does not keep: an
+        empty map, as Prometheus answers for metrics it has none of.
+        """
+        return self._prometheus(request, lambda args: (200, {
+            "status": "success", "data": {}}), counted=False)
+
+    @app.route("/api/v1/status/buildinfo", methods=["GET"])
+    def promBuildInfo(self, request: IRequest) -> Any:
+        """
+        Which Prometheus API meetrd answers like.
+        """
+        return self._prometheus(
+            request, lambda args: self.queries.buildInfo(), counted=False)
 
     # Hunting
 

@@ -222,6 +222,9 @@ SELECT_VALUES = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points WHERE "
     "source = ? AND bucket = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
+# Every metric with an index slice (slices expire with the index), for
+# the metric names of the Prometheus query API.
+SELECT_METRICS = "SELECT DISTINCT metric FROM {ks}.slices"
 SELECT_SOURCE_DIRTY = (
     "SELECT source, bucket FROM {ks}.rollup_dirty WHERE shard IN ? "
     "AND source IN ?"
@@ -331,6 +334,7 @@ class Statements:
     rollupByIntervalLast: Any
     selectValues: Any
     selectSourceDirty: Any
+    selectMetrics: Any
     selectIndex: dict[int, Any] = field(default_factory=dict)
     selectLegacy: Any = None
 
@@ -484,6 +488,7 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
             manySources(ROLLUP_BY_INTERVAL).format(ks=ks)),
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
+        selectMetrics=session.prepare(SELECT_METRICS.format(ks=ks)),
     )
     for count in range(MAX_INDEX_FILTERS + 1):
         statements.selectIndex[count] = session.prepare(SELECT_INDEX.format(

@@ -263,6 +263,7 @@ class Limits(_Frozen):
     max_search_series: PositiveInt = 10000
     max_search_partitions: PositiveInt = 20000
     max_search_points: PositiveInt = 100000
+    max_query_samples: PositiveInt = 2000000
     search_timeout: PositiveDuration = 30.0
 
 

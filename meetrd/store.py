@@ -41,6 +41,7 @@ from meetrd.binding import pointBatch
 from meetrd.readplan import (
     PRUNE_OVER,
     IndexPlan,
+    SearchTooWide,
     SourceBatch,
     SeriesRow,
     TagFilters,
@@ -919,17 +920,6 @@ class MetricStore:
         and, with C{sketches}, quantile sketches: every point is read, for
         percentiles and standard deviations.
         """
-        try:
-            statements = self._require()
-        except StoreUnavailable as e:
-            return _failed(e)
-        reads = partitionReads(plan)
-        if progress is not None:
-            progress.begin("reading points", len(reads))
-        requests = [self._read(statements.selectValues,
-                               (source, bucket, ids, fromMs, toMs), progress)
-                    for source, bucket, ids in reads]
-
         def collect(results: list[tuple[bool, Any]]) -> list[Summary]:
             groups: dict[tuple[bytes, int | None], list[tuple[int, float]]] = {}
             for ok, rows in results:
@@ -943,7 +933,81 @@ class MetricStore:
                             summarizeValues(points, sketches))
                     for (identifier, start), points in groups.items()]
 
-        return DeferredList(requests, consumeErrors=True).addCallback(collect)
+        return self._readValues(plan, fromMs, toMs, "reading points",
+                                progress).addCallback(collect)
+
+    def _readValues(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                    fromMs: int, toMs: int, stage: str,
+                    progress: ReadProgress | None
+                    ) -> Deferred[list[tuple[bool, Any]]]:
+        """
+        Read the raw C{(seriesId, ts, value)} rows of a read plan in the
+        inclusive range, a partition a request; fire with every request's
+        outcome.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        reads = partitionReads(plan)
+        if progress is not None:
+            progress.begin(stage, len(reads))
+        return DeferredList(
+            [self._read(statements.selectValues,
+                        (source, bucket, ids, fromMs, toMs), progress)
+             for source, bucket, ids in reads], consumeErrors=True)
+
+    def readSamples(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                    fromMs: int, toMs: int, maxSamples: int,
+                    progress: ReadProgress | None = None
+                    ) -> Deferred[dict[bytes, tuple[list[int], list[float]]]]:
+        """
+        The raw samples of a read plan in the inclusive range: for each
+        series, its timestamps and values, oldest first.
+
+        Fails with L{meetrd.readplan.SearchTooWide} when the reads bring
+        more than C{maxSamples} samples.
+        """
+        def collect(results: list[tuple[bool, Any]]
+                    ) -> dict[bytes, tuple[list[int], list[float]]]:
+            found: dict[bytes, tuple[list[int], list[float]]] = {}
+            count = 0
+            for ok, rows in results:
+                if not ok:
+                    rows.raiseException()
+                count += len(rows)
+                if count > maxSamples:
+                    raise SearchTooWide(
+                        "query", f"the query reads more than {maxSamples} "
+                        f"samples (limits.max_query_samples): narrow the "
+                        f"range or the selectors")
+                for identifier, ts, value in rows:
+                    series = found.get(identifier)
+                    if series is None:
+                        series = found[identifier] = ([], [])
+                    series[0].append(ts)
+                    series[1].append(value)
+            for identifier, (ts, values) in found.items():
+                if any(a >= b for a, b in zip(ts, ts[1:])):
+                    ordered = sorted(dict(zip(ts, values)).items())
+                    found[identifier] = ([t for t, _ in ordered],
+                                         [v for _, v in ordered])
+            return found
+
+        return self._readValues(plan, fromMs, toMs, "reading samples",
+                                progress).addCallback(collect)
+
+    def metricNames(self, progress: ReadProgress | None = None
+                    ) -> Deferred[list[str]]:
+        """
+        The names of the metrics that have series in the index, sorted.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        d = self._read(statements.selectMetrics, None, progress)
+        return d.addCallback(lambda rows: sorted(row[0] for row in rows))
 
     def clearDirty(self, shard: int,
                    marks: Sequence[tuple[str, int, int]]) -> Deferred[Any]:

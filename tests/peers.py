@@ -21,6 +21,8 @@ CACHE = REPO / ".cache" / "peers"
 PEERS = {
     "vmagent": ("github.com/VictoriaMetrics/VictoriaMetrics/app/vmagent",
                 "v1.151.0"),
+    "prometheus": ("github.com/prometheus/prometheus/cmd/prometheus",
+                   "v0.316.0"),
 }
 BUILD_TIMEOUT = 1800
 

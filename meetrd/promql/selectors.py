@@ -1,0 +1,194 @@
+"""
+Reading what a PromQL expression selects: which series each selector
+matches (the series index, with C{=} matchers applied by Cassandra and
+the others here) and their raw samples over the windows the evaluation
+looks at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from twisted.internet.defer import DeferredList
+
+from meetrd.promql.engine import Matrix, Series
+from meetrd.promql.errors import ExecutionError
+from meetrd.promql.syntax import (
+    Aggregate,
+    Binary,
+    Call,
+    Expr,
+    Matcher,
+    Negation,
+    RangeSelector,
+    Selector,
+)
+from meetrd.readplan import (
+    SearchTooWide,
+    SeriesRow,
+    bucketsBySource,
+    checkPartitions,
+)
+from meetrd.settings import Limits
+from meetrd.store import ReadProgress
+
+# Metric names one selector without a name (C{{job="x"}}, C{{__name__=~
+# "..."}}) may span: each is a read of the series index.
+MAX_METRIC_NAMES = 1000
+
+
+@dataclass(frozen=True)
+class Window:
+    """
+    The inclusive milliseconds of samples a selector needs.
+    """
+
+    fromMs: int
+    toMs: int
+
+    def union(self, other: "Window") -> "Window":
+        return Window(min(self.fromMs, other.fromMs),
+                      max(self.toMs, other.toMs))
+
+
+def selectorWindows(expr: Expr, startMs: int, endMs: int, lookbackMs: int
+                    ) -> dict[Selector, Window]:
+    """
+    For each selector of an expression, the samples its evaluation at
+    every instant from C{startMs} to C{endMs} looks at: C{(t - range,
+    t]} or C{(t - lookback, t]}, moved by C{offset} and C{@}.
+    """
+    windows: dict[Selector, Window] = {}
+    for selector, span in _selectors(expr, lookbackMs):
+        if selector.at is None:
+            first, last = startMs, endMs
+        else:
+            at = selector.at
+            fixed = startMs if at == "start" else endMs if at == "end" \
+                else int(at)
+            first = last = fixed
+        window = Window(first - selector.offsetMs - span + 1,
+                        last - selector.offsetMs)
+        known = windows.get(selector)
+        windows[selector] = window if known is None else known.union(window)
+    return windows
+
+
+def _selectors(expr: Expr, lookbackMs: int
+               ) -> Iterator[tuple[Selector, int]]:
+    if isinstance(expr, Selector):
+        yield expr, lookbackMs
+    elif isinstance(expr, RangeSelector):
+        yield expr.selector, expr.rangeMs
+    elif isinstance(expr, Call):
+        for arg in expr.args:
+            yield from _selectors(arg, lookbackMs)
+    elif isinstance(expr, Aggregate):
+        yield from _selectors(expr.expr, lookbackMs)
+        if expr.param is not None:
+            yield from _selectors(expr.param, lookbackMs)
+    elif isinstance(expr, Binary):
+        yield from _selectors(expr.lhs, lookbackMs)
+        yield from _selectors(expr.rhs, lookbackMs)
+    elif isinstance(expr, Negation):
+        yield from _selectors(expr.expr, lookbackMs)
+
+
+def labelsOf(row: SeriesRow) -> tuple[tuple[str, str], ...]:
+    """
+    A series' Prometheus labels: its tags and C{__name__}, sorted.
+    """
+    return tuple(sorted((*row.tags, ("__name__", row.metric))))
+
+
+def passes(labels: tuple[tuple[str, str], ...],
+           matchers: tuple[Matcher, ...]) -> bool:
+    """
+    Whether a label set passes every matcher.
+    """
+    found = dict(labels)
+    return all(m.matches(found.get(m.name, "")) for m in matchers)
+
+
+async def metricNamesFor(store: Any, matchers: tuple[Matcher, ...],
+                         progress: ReadProgress) -> list[str]:
+    """
+    The metric names a selector spans: the one it names, or those of the
+    store that pass its C{__name__} matchers.
+    """
+    for m in matchers:
+        if m.name == "__name__" and m.op == "=":
+            return [m.value]
+    names = [name for name in await store.metricNames(progress)
+             if all(m.matches(name) for m in matchers
+                    if m.name == "__name__")]
+    if len(names) > MAX_METRIC_NAMES:
+        raise ExecutionError(f"the selector spans {len(names)} metric names, "
+                             f"more than {MAX_METRIC_NAMES}: match "
+                             f"__name__ more narrowly")
+    return names
+
+
+async def findMatching(store: Any, matchers: tuple[Matcher, ...],
+                       window: Window, limits: Limits, maxSeries: int,
+                       progress: ReadProgress) -> list[SeriesRow]:
+    """
+    The index rows of the series that pass every matcher and may have
+    samples in the window; at most C{maxSeries} series.
+    """
+    filters = tuple(sorted(
+        (m.name, frozenset([m.value])) for m in matchers
+        if m.op == "=" and m.value and m.name != "__name__"))
+    names = await metricNamesFor(store, matchers, progress)
+    results = await DeferredList(
+        [store.findSeries(name, window.fromMs, window.toMs, filters,
+                          maxSeries, progress) for name in names],
+        consumeErrors=True)
+    rows: list[SeriesRow] = []
+    for ok, found in results:
+        if not ok:
+            found.raiseException()
+        rows.extend(row for row in found if passes(labelsOf(row), matchers))
+    if len({row.seriesId for row in rows}) > maxSeries:
+        raise SearchTooWide("match[]", f"more than {limits.max_search_series}"
+                            f" series match (limits.max_search_series): "
+                            f"narrow the selectors")
+    return rows
+
+
+async def readSelected(store: Any, windows: dict[Selector, Window],
+                       limits: Limits, progress: ReadProgress
+                       ) -> dict[Selector, Matrix]:
+    """
+    The series of every selector with their samples in its window.
+
+    The series of all selectors together are held to
+    C{limits.max_search_series}, their partitions to
+    C{limits.max_search_partitions} and their samples to
+    C{limits.max_query_samples} (L{SearchTooWide} past any).
+    """
+    found: dict[Selector, list[SeriesRow]] = {}
+    budget = limits.max_search_series
+    for selector, window in windows.items():
+        rows = await findMatching(store, selector.matchers, window, limits,
+                                  budget, progress)
+        budget -= len({row.seriesId for row in rows})
+        found[selector] = rows
+    plans = {selector: bucketsBySource(found[selector], window.fromMs,
+                                       window.toMs, store.sliceMs)
+             for selector, window in windows.items()}
+    checkPartitions({}, sum(len(buckets) for plan in plans.values()
+                            for buckets in plan.values()),
+                    limits.max_search_partitions)
+    data: dict[Selector, Matrix] = {}
+    samplesLeft = limits.max_query_samples
+    for selector, window in windows.items():
+        samples = await store.readSamples(plans[selector], window.fromMs,
+                                          window.toMs, samplesLeft, progress)
+        samplesLeft -= sum(len(ts) for ts, _ in samples.values())
+        labels = {row.seriesId: labelsOf(row) for row in found[selector]}
+        data[selector] = [Series(labels[identifier], ts, values)
+                          for identifier, (ts, values) in samples.items()
+                          if identifier in labels]
+    return data
