@@ -47,6 +47,8 @@ setup(
             "jsonschema-rs==0.60.3",
             # protoc, to check meetrd/proto/remote_pb2.py is up to date.
             "grpcio-tools==1.85.1",
+            # tests/test_promql_api.py: a Prometheus API client.
+            "prometheus-api-client==0.7.2",
         ],
     },
     data_files=[

@@ -399,7 +399,12 @@ class MetricsAPI:
         d = maybeDeferred(run, request.args)
         if counted:
             d.addBoth(self._searchDone)
-        return d.addCallback(lambda answer: _respond(request, *answer))
+        def respond(answer: tuple[int, Any]) -> bytes:
+            code, body = answer
+            headers = {"Retry-After": "1"} if code == 503 else None
+            return _respond(request, code, body, headers)
+
+        return d.addCallback(respond)
 
     @app.route("/api/v1/query", methods=["GET", "POST"])
     def promQuery(self, request: IRequest) -> Any:
