@@ -10,13 +10,22 @@ from __future__ import annotations
 import math
 
 import pytest
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.task import Clock
 
 from meetrd.promql.engine import Evaluator, Sample, Scalar, Series
 from meetrd.promql.errors import BadData, ExecutionError
 from meetrd.promql.functions import bucketQuantile, extrapolatedRate
-from meetrd.promql.httpapi import formatValue, parseStep, parseTime
+from meetrd.promql.httpapi import (
+    QueryAPI,
+    formatValue,
+    parseStep,
+    parseTime,
+)
 from meetrd.promql.selectors import selectorWindows
 from meetrd.promql.syntax import Selector, parseQuery
+from meetrd.settings import Limits
+from meetrd.store import StoreUnavailable
 
 MIN = 60_000
 
@@ -264,3 +273,55 @@ def test_parameters() -> None:
         assert '"start"' in caught.value.message
     with pytest.raises(BadData):
         parseStep("fast", "step")
+
+
+class _Store:
+    """
+    A store whose series lookups answer with C{answer} (a Deferred).
+    """
+
+    sliceMs = 3_600_000
+
+    def __init__(self, answer: Deferred[list[object]]) -> None:
+        self.answer = answer
+
+    def findSeries(self, *args: object) -> Deferred[list[object]]:
+        return self.answer
+
+
+def _run(api: QueryAPI, query: str) -> list[tuple[int, dict[str, object]]]:
+    answers: list[tuple[int, dict[str, object]]] = []
+    api.query({b"query": [query.encode()], b"time": [b"1000"]}).addCallback(
+        answers.append)
+    return answers
+
+
+def test_unavailableStoreIs503() -> None:
+    """
+    Cassandra unavailable during a query is a 503 C{unavailable} in
+    Prometheus's format.
+    """
+    api = QueryAPI(_Store(fail(StoreUnavailable("no host"))), Limits(),
+                   Clock())
+    [(code, body)] = _run(api, "up")
+    assert code == 503 and body["errorType"] == "unavailable"
+    assert "no host" in str(body["error"])
+
+
+def test_queryPastItsDeadline() -> None:
+    """
+    A query still reading at C{limits.search_timeout} is a 503
+    C{timeout} saying what it was doing; its reads are cancelled.
+    """
+    cancelled = []
+    pending: Deferred[list[object]] = Deferred(cancelled.append)
+    clock = Clock()
+    api = QueryAPI(_Store(pending), Limits(search_timeout="2s"), clock)
+    answers = _run(api, 'sum(rate(up{job="x"}[5m]))')
+    clock.advance(1.9)
+    assert answers == []
+    clock.advance(0.2)
+    [(code, body)] = answers
+    assert code == 503 and body["errorType"] == "timeout"
+    assert "2s" in str(body["error"])
+    assert cancelled

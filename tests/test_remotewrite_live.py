@@ -3,8 +3,9 @@ Remote write from a real sender: vmagent (built from the Go module proxy,
 see L{tests.peers}) scrapes an exporter on loopback every second and
 writes to a real meetrd daemon and, beside it, to a recorder here that
 keeps every request it is sent.  Every sample the recorder got is then
-looked up in meetrd through its JSON API, value for value, including
-across 20 s during which meetrd was down.
+looked up in meetrd through its JSON API and through the Prometheus
+C{query_range}, value for value, including across 20 s during which
+meetrd was down.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from meetrd.remotewrite import decodeWriteRequest, pointsOf
 from meetrd.settings import Limits
 from meetrd.timestamps import parseTimestamp
 from tests.peers import peer
+from tests.promserver import promQuery
 from tests.support import Daemon, daemonSettings, uniqueKeyspace
 
 pytestmark = pytest.mark.cassandra
@@ -190,6 +192,53 @@ def missing(daemon: Daemon, sent: dict[Series, dict[int, float]],
     return wrong
 
 
+def throughQueryRange(daemon: Daemon, metric: str,
+                      tags: tuple[tuple[str, str], ...], fromMs: int,
+                      toMs: int) -> dict[int, float]:
+    """
+    The samples of one series meetrd holds in C{[fromMs, toMs]}, read
+    through the Prometheus query API: C{last_over_time(series[1ms])} at
+    a step of 1 ms answers a value exactly at each sample's millisecond
+    (in chunks of 10,000 steps, under Prometheus's 11,000).
+    """
+    matchers = ",".join(
+        [f'__name__="{metric}"'] + [
+            f'{key}="' + value.replace("\\", "\\\\").replace('"', '\\"')
+            + '"' for key, value in tags])
+    found: dict[int, float] = {}
+    for start in range(fromMs, toMs + 1, 10_000):
+        end = min(toMs, start + 9_999)
+        status, body = promQuery(daemon.base, "/api/v1/query_range", {
+            "query": f"last_over_time({{{matchers}}}[1ms])",
+            "start": start / 1000, "end": end / 1000, "step": "0.001"})
+        assert status == 200, body
+        for series in body["data"]["result"]:
+            assert series["metric"] == {"__name__": metric, **dict(tags)}
+            found.update((round(t * 1000), float(v))
+                         for t, v in series["values"])
+    return found
+
+
+def missingThroughQueryRange(daemon: Daemon,
+                             sent: dict[Series, dict[int, float]],
+                             untilMs: int) -> list[str]:
+    """
+    The samples sent up to C{untilMs} that C{query_range} does not
+    answer, or answers with another value (or at another instant).
+    """
+    wrong = []
+    for (metric, tags), samples in sorted(sent.items()):
+        wanted = {ts: v for ts, v in samples.items() if ts <= untilMs}
+        if not wanted:
+            continue
+        found = throughQueryRange(daemon, metric, tags, min(wanted),
+                                  max(wanted))
+        if found != wanted:
+            wrong.append(f"{metric}{dict(tags)}: sent {wanted}, query_range "
+                         f"{found}")
+    return wrong
+
+
 def assertAllStored(daemon: Daemon, sent: dict[Series, dict[int, float]],
                     untilMs: int, timeout: float, agent: "VMAgent") -> None:
     """
@@ -259,6 +308,7 @@ def test_everySampleVMAgentSendsIsStored(harness):
     assert all(dict(tags).get("job") == "rwtest" for _, tags in sent)
     untilMs = max(ts for samples in sent.values() for ts in samples)
     assertAllStored(daemon, sent, untilMs, 30, agent)
+    assert missingThroughQueryRange(daemon, sent, untilMs) == []
     written = re.search(rb"^meetr_points_written_total (\S+)$",
                         daemon.get("/metrics").body, re.M)
     assert float(written.group(1)) >= sum(map(len, sent.values()))
@@ -293,3 +343,4 @@ def test_senderRetriesFillAnOutage(harness):
                  if downAt < ts < upAt)
     assert during >= 40, during
     assertAllStored(again, sent, upAt, 150, agent)
+    assert missingThroughQueryRange(again, sent, upAt) == []
