@@ -40,7 +40,7 @@ test: venv peers
 	@node=$$($(DEVNODE) start | tail -n 1) && \
 	  MEETR_TEST_CASSANDRA="$$node" $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
 
-# Peer programs of the tests (vmagent), built with `go install` from the Go
+# Peer programs of the tests (vmagent, Prometheus), built with `go install` from the Go
 # module proxy into .cache/peers, once per version.
 peers: venv
 	@$(PYTHON) -m tests.peers > /dev/null
