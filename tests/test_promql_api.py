@@ -228,7 +228,8 @@ def test_queriesOverTheLimits(daemon: tuple[Daemon, int]) -> None:
     end = endMs / 1000
     status, body = promQuery(
         d.base, "/api/v1/query",
-        {"query": "sum(sum_over_time(papi_cpu_seconds_total[10m]))",
+        {"query": "sum(quantile_over_time(0.5, "
+                  "papi_cpu_seconds_total[10m]))",
          "time": end}, headers=AS_READER)
     assert status == 422, body
     assert body["errorType"] == "execution"
@@ -239,6 +240,37 @@ def test_queriesOverTheLimits(daemon: tuple[Daemon, int]) -> None:
          "end": end, "step": 5, "lookback_delta": "31s"},
         headers=AS_READER)
     assert status == 422 and "max_search_points" in body["error"], body
+
+
+def test_cassandraSummarizesWindows(daemon: tuple[Daemon, int]) -> None:
+    """
+    In an instant query, C{sum_over_time} and its kin are answered from
+    Cassandra's summary of each window, not from the samples: over the
+    40,000 samples of the 2,000 series (more than C{max_query_samples},
+    30,000), the sum, count, minimum, maximum and average are exact.
+    """
+    d, endMs = daemon
+    expected = {
+        # sum over steps s, cpus c, hosts h of s * (c + 1) + h % 7.
+        "sum": 190 * 55 * HOSTS + STEPS * CPUS * sum(h % 7
+                                                    for h in range(HOSTS)),
+        "count": STEPS * HOSTS * CPUS,
+    }
+    for function, aggregate, want in [
+            ("sum_over_time", "sum", expected["sum"]),
+            ("count_over_time", "sum", expected["count"]),
+            ("min_over_time", "min", 0),
+            ("max_over_time", "max", (STEPS - 1) * CPUS + 6),
+            ("avg_over_time", "sum", expected["sum"] / STEPS)]:
+        status, body = promQuery(
+            d.base, "/api/v1/query",
+            {"query": f"{aggregate}({function}("
+                      f"papi_cpu_seconds_total[10m]))",
+             "time": endMs / 1000}, headers=AS_READER)
+        assert status == 200, (function, body)
+        [sample] = body["data"]["result"]
+        assert math.isclose(float(sample["value"][1]), want,
+                            rel_tol=1e-12), (function, sample)
 
 
 def test_readRole(daemon: tuple[Daemon, int]) -> None:

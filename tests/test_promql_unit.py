@@ -22,7 +22,7 @@ from meetrd.promql.httpapi import (
     parseStep,
     parseTime,
 )
-from meetrd.promql.selectors import selectorWindows
+from meetrd.promql.selectors import selectorWindows, summarizedSelectors
 from meetrd.promql.syntax import Selector, parseQuery
 from meetrd.settings import Limits
 from meetrd.store import StoreUnavailable
@@ -325,3 +325,18 @@ def test_queryPastItsDeadline() -> None:
     assert code == 503 and body["errorType"] == "timeout"
     assert "2s" in str(body["error"])
     assert cancelled
+
+
+def test_summarizedSelectors() -> None:
+    """
+    A range selector read only by C{sum_over_time} and its kin is
+    summarized by Cassandra (and needs no samples); one that another
+    function reads too is read raw.
+    """
+    expr = parseQuery("sum(avg_over_time(x[5m])) / max_over_time(y[1m])")
+    summarized = summarizedSelectors(expr)
+    assert {r.selector.metricName for r in summarized} == {"x", "y"}
+    assert selectorWindows(expr, 0, 0, 5 * MIN, summarized) == {}
+    expr = parseQuery("sum_over_time(x[5m]) + quantile_over_time(0.5, x[5m])")
+    assert summarizedSelectors(expr) == frozenset()
+    assert len(selectorWindows(expr, 0, 0, 5 * MIN)) == 1

@@ -101,6 +101,16 @@ def _unique(vector: Vector) -> Vector:
     return vector
 
 
+# The range functions answered from a summary of the window.
+SUMMARY_FUNCTIONS: dict[str, Callable[[Any], float]] = {
+    "sum_over_time": lambda p: p.total,
+    "count_over_time": lambda p: float(p.count),
+    "min_over_time": lambda p: p.minimum,
+    "max_over_time": lambda p: p.maximum,
+    "avg_over_time": lambda p: p.total / p.count,
+}
+
+
 def _binaryOp(op: str) -> Callable[[float, float], float]:
     return {
         "+": lambda a, b: a + b,
@@ -126,11 +136,18 @@ class Evaluator:
         at least the samples of every window the evaluation looks at).
     @param startMs: the query's start (C{@ start()}).
     @param endMs: the query's end (C{@ end()}).
+    @param summaries: for range selectors of an instant query that only
+        C{sum_over_time} and its kin read, each series' summary of its
+        window (a L{meetrd.aggregate.Partial}, from Cassandra) instead of
+        its samples.
     """
 
     def __init__(self, data: dict[Selector, Matrix], startMs: int,
-                 endMs: int, lookbackMs: int = DEFAULT_LOOKBACK_MS) -> None:
+                 endMs: int, lookbackMs: int = DEFAULT_LOOKBACK_MS,
+                 summaries: dict[RangeSelector, dict[Labels, Any]] | None
+                 = None) -> None:
         self.data = data
+        self.summaries = summaries or {}
         self.startMs = startMs
         self.endMs = endMs
         self.lookbackMs = lookbackMs
@@ -290,6 +307,11 @@ class Evaluator:
         if name == "quantile_over_time":
             q = self._scalarArg(call.args[0], t, "quantile_over_time()'s "
                                                  "quantile")
+        if name in SUMMARY_FUNCTIONS and selector in self.summaries:
+            return [Sample(withoutName(labels),
+                           SUMMARY_FUNCTIONS[name](partial))
+                    for labels, partial in
+                    self.summaries[selector].items()]
         out = []
         for labels, ts, values, at in self._windows(selector, t):
             if name in ("rate", "increase", "delta"):

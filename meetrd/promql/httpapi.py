@@ -31,6 +31,8 @@ from meetrd.promql.selectors import (
     labelsOf,
     readSelected,
     selectorWindows,
+    summarizedSelectors,
+    summarizeSelected,
 )
 from meetrd.promql.syntax import Selector, parseQuery
 from meetrd.readplan import SearchTooWide
@@ -227,10 +229,13 @@ class QueryAPI:
 
     async def _instant(self, expr: Any, at: int, lookback: int,
                        progress: ReadProgress) -> dict[str, Any]:
+        summarized = summarizedSelectors(expr)
         data = await readSelected(
-            self.store, selectorWindows(expr, at, at, lookback), self.limits,
-            progress)
-        value = Evaluator(data, at, at, lookback).instant(expr, at)
+            self.store, selectorWindows(expr, at, at, lookback, summarized),
+            self.limits, progress)
+        summaries = await summarizeSelected(self.store, summarized, at, at,
+                                            self.limits, progress)
+        value = Evaluator(data, at, at, lookback, summaries).instant(expr, at)
         if isinstance(value, Scalar):
             return {"resultType": "scalar",
                     "result": [formatTime(at), formatValue(value.value)]}

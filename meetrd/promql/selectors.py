@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from twisted.internet.defer import DeferredList
 
+from meetrd.aggregate import Partial
 from meetrd.promql.engine import Matrix, Series
 from meetrd.promql.errors import ExecutionError
 from meetrd.promql.syntax import (
@@ -33,6 +34,11 @@ from meetrd.readplan import (
 from meetrd.settings import Limits
 from meetrd.store import ReadProgress
 
+# Range functions Cassandra can answer from its count, sum, min and max
+# of a window (one per series, for an instant query).
+SUMMARIZED = {"sum_over_time", "count_over_time", "min_over_time",
+              "max_over_time", "avg_over_time"}
+
 # Metric names one selector without a name (C{{job="x"}}, C{{__name__=~
 # "..."}}) may span: each is a read of the series index.
 MAX_METRIC_NAMES = 1000
@@ -52,15 +58,18 @@ class Window:
                       max(self.toMs, other.toMs))
 
 
-def selectorWindows(expr: Expr, startMs: int, endMs: int, lookbackMs: int
+def selectorWindows(expr: Expr, startMs: int, endMs: int, lookbackMs: int,
+                    summarized: frozenset[RangeSelector] = frozenset()
                     ) -> dict[Selector, Window]:
     """
     For each selector of an expression, the samples its evaluation at
     every instant from C{startMs} to C{endMs} looks at: C{(t - range,
-    t]} or C{(t - lookback, t]}, moved by C{offset} and C{@}.
+    t]} or C{(t - lookback, t]}, moved by C{offset} and C{@}.  The range
+    selectors in C{summarized} (answered by Cassandra's summaries, see
+    L{summarizedSelectors}) need no samples.
     """
     windows: dict[Selector, Window] = {}
-    for selector, span in _selectors(expr, lookbackMs):
+    for selector, span in _selectors(expr, lookbackMs, summarized):
         if selector.at is None:
             first, last = startMs, endMs
         else:
@@ -75,24 +84,96 @@ def selectorWindows(expr: Expr, startMs: int, endMs: int, lookbackMs: int
     return windows
 
 
-def _selectors(expr: Expr, lookbackMs: int
+def _selectors(expr: Expr, lookbackMs: int,
+               summarized: frozenset[RangeSelector] = frozenset()
                ) -> Iterator[tuple[Selector, int]]:
     if isinstance(expr, Selector):
         yield expr, lookbackMs
     elif isinstance(expr, RangeSelector):
         yield expr.selector, expr.rangeMs
     elif isinstance(expr, Call):
+        if expr.function in SUMMARIZED and expr.args[0] in summarized:
+            return
         for arg in expr.args:
-            yield from _selectors(arg, lookbackMs)
+            yield from _selectors(arg, lookbackMs, summarized)
     elif isinstance(expr, Aggregate):
-        yield from _selectors(expr.expr, lookbackMs)
+        yield from _selectors(expr.expr, lookbackMs, summarized)
         if expr.param is not None:
-            yield from _selectors(expr.param, lookbackMs)
+            yield from _selectors(expr.param, lookbackMs, summarized)
     elif isinstance(expr, Binary):
-        yield from _selectors(expr.lhs, lookbackMs)
-        yield from _selectors(expr.rhs, lookbackMs)
+        yield from _selectors(expr.lhs, lookbackMs, summarized)
+        yield from _selectors(expr.rhs, lookbackMs, summarized)
     elif isinstance(expr, Negation):
-        yield from _selectors(expr.expr, lookbackMs)
+        yield from _selectors(expr.expr, lookbackMs, summarized)
+
+
+def summarizedSelectors(expr: Expr) -> frozenset[RangeSelector]:
+    """
+    The range selectors of an expression that only C{sum_over_time},
+    C{count_over_time}, C{min_over_time}, C{max_over_time} and
+    C{avg_over_time} read: in an instant query, Cassandra summarizes
+    their windows (one row a series and partition) instead of meetrd
+    reading every sample.
+    """
+    found: dict[RangeSelector, bool] = {}
+
+    def walk(node: Expr, viaSummary: bool) -> None:
+        if isinstance(node, RangeSelector):
+            found[node] = found.get(node, True) and viaSummary
+        elif isinstance(node, Call):
+            for arg in node.args:
+                walk(arg, node.function in SUMMARIZED)
+        elif isinstance(node, Aggregate):
+            walk(node.expr, False)
+            if node.param is not None:
+                walk(node.param, False)
+        elif isinstance(node, Binary):
+            walk(node.lhs, False)
+            walk(node.rhs, False)
+        elif isinstance(node, Negation):
+            walk(node.expr, False)
+
+    walk(expr, False)
+    return frozenset(selector for selector, only in found.items() if only)
+
+
+async def summarizeSelected(store: Any, selectors: frozenset[RangeSelector],
+                            atMs: int, endMs: int, limits: Limits,
+                            progress: ReadProgress
+                            ) -> dict[RangeSelector, dict[Any, Partial]]:
+    """
+    For each range selector, Cassandra's summary (count, sum, min, max)
+    of each series' samples in its window at C{atMs}: C{(t - range, t]},
+    moved by C{offset} and C{@} (C{@ start()} and C{@ end()} are
+    C{atMs} and C{endMs}).
+    """
+    out: dict[RangeSelector, dict[Any, Partial]] = {}
+    for ranged in selectors:
+        selector = ranged.selector
+        at = selector.at
+        t = atMs if at in (None, "start") else endMs if at == "end" \
+            else int(at)
+        window = Window(t - selector.offsetMs - ranged.rangeMs + 1,
+                        t - selector.offsetMs)
+        rows = await findMatching(store, selector.matchers, window, limits,
+                                  limits.max_search_series, progress)
+        plan = bucketsBySource(rows, window.fromMs, window.toMs,
+                               store.sliceMs)
+        checkPartitions(plan, 0, limits.max_search_partitions)
+        summaries = await store.summarize(plan, window.fromMs, window.toMs,
+                                          progress=progress)
+        labels = {row.seriesId: labelsOf(row) for row in rows}
+        merged: dict[Any, Partial] = {}
+        for summary in summaries:
+            key = labels.get(summary.seriesId)
+            if key is None or summary.partial.count == 0:
+                continue
+            if key in merged:
+                merged[key].merge(summary.partial)
+            else:
+                merged[key] = summary.partial
+        out[ranged] = merged
+    return out
 
 
 def labelsOf(row: SeriesRow) -> tuple[tuple[str, str], ...]:
