@@ -170,7 +170,10 @@ class MetricsAPI:
         self.writesInFlight = 0
         self.searchesInFlight = 0
         self.remoteSeries = SeriesCache()
-        self.queries = QueryAPI(store, settings.limits, clock)
+        self.queries = QueryAPI(
+            store, settings.limits, clock,
+            None if selfMetrics is None
+            else lambda read: selfMetrics.queryReads.labels(read).inc())
         self._cooperator: Cooperator | None = None
 
     @property

@@ -165,6 +165,67 @@ def groupCount(series: Sequence[SeriesRow], groupBy: str | None) -> int:
     return len({dict(row.tags).get(groupBy) for row in series})
 
 
+async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
+                          fromMs: int, toMs: int, intervalMs: int | None,
+                          aggregation: str, indexReads: int,
+                          maxPartitions: int, nowMs: int,
+                          progress: ReadProgress
+                          ) -> tuple[list[Summary], str]:
+    """
+    The summaries of some series over an inclusive range (per interval
+    when C{intervalMs} is given), fit for C{aggregation}, and the
+    resolution they were read at (C{"raw"}, or the coarsest rollup level
+    read).
+
+    With rollup levels, the coarsest level that fits answers the whole
+    level buckets of the range, except raw partitions still waiting for
+    their rollup; the edges are answered the same way by the finer levels
+    (L{chooseLevels}), the rest (what no level holds whole, and those
+    partitions) is read raw, and everything merges exactly.  The reads
+    (with the C{indexReads} already made) are held to C{maxPartitions}.
+    """
+    # Percentiles merge sketches and standard deviations squared
+    # deviations: both read rows (raw points, rollup rows) rather than
+    # what Cassandra sums up.
+    sketches = percentileOf(aggregation) is not None
+    spread = aggregation == "stddev"
+    newestFirst = aggregation == "last"
+
+    def rawSummaries(plan: dict[tuple[str, int], dict[int, list[bytes]]],
+                     fromMs: int, toMs: int) -> Deferred[list[Summary]]:
+        if sketches or spread:
+            return store.valueSummaries(plan, fromMs, toMs, intervalMs,
+                                        progress, sketches)
+        return store.summarize(plan, fromMs, toMs, intervalMs,
+                               newestFirst=newestFirst, progress=progress)
+
+    choices: list[Any] = []
+    rawRanges = [(fromMs, toMs)]
+    if getattr(store, "rollups", ()) and series:
+        choices, rawRanges = chooseLevels(
+            fromMs, toMs, intervalMs, store.rollupLevels(), nowMs)
+    if not choices:
+        plan = bucketsBySource(series, fromMs, toMs, store.sliceMs)
+        checkPartitions(plan, indexReads, maxPartitions)
+        return await rawSummaries(plan, fromMs, toMs), "raw"
+    pending = await store.pendingPartitions(
+        {row.source for row in series}, progress)
+    raw = rawAround(series, rawRanges, choices, pending, store.sliceMs)
+    reads = [rollupReads(series, choice) for choice in choices]
+    checkPartitions({}, indexReads + sum(map(len, reads)) + sum(
+        len(b) for plan, _, _ in raw for b in plan.values()),
+        maxPartitions)
+    summaries = []
+    for choice, levelReads in zip(choices, reads):
+        summaries.extend(await store.rollupSummaries(
+            choice.resolutionMs, levelReads, choice.fromMs, choice.toMs,
+            pending, intervalMs, progress, sketches,
+            newestFirst=newestFirst, spread=spread))
+    for plan, rawFrom, rawTo in raw:
+        summaries.extend(await rawSummaries(plan, rawFrom, rawTo))
+    return summaries, formatDuration(choices[0].resolutionMs / 1000)
+
+
 def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
               ) -> Deferred[dict[str, Any]]:
     """
@@ -175,30 +236,12 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
     the answer, before any point is read.  With a C{clock}, the whole
     search fails with L{SearchTimedOut} after C{limits.search_timeout}.
 
-    With rollup levels, the coarsest level that fits answers the whole
-    level buckets of the range, except raw partitions still waiting for
-    their rollup; the edges are answered the same way by the finer levels
-    (L{chooseLevels}), the rest (what no level holds whole, and those
-    partitions) is read raw, and everything merges exactly.  The answer's C{resolution} says which
-    level was read (C{"raw"} when none).
+    Rollup levels are read as L{summarizeSeries} says; the answer's
+    C{resolution} says which level was read (C{"raw"} when none).
     """
     progress = ReadProgress()
-    # Percentiles merge sketches and standard deviations squared
-    # deviations: both read rows (raw points, rollup rows) rather than
-    # what Cassandra sums up.
-    sketches = percentileOf(query.aggregation) is not None
-    spread = query.aggregation == "stddev"
     maxPartitions = limits.max_search_partitions
     nowSeconds = time.time if clock is None else clock.seconds
-
-    def rawSummaries(plan: dict[tuple[str, int], dict[int, list[bytes]]],
-                     fromMs: int, toMs: int) -> Deferred[list[Summary]]:
-        if sketches or spread:
-            return store.valueSummaries(plan, fromMs, toMs, query.intervalMs,
-                                        progress, sketches)
-        return store.summarize(plan, fromMs, toMs, query.intervalMs,
-                               newestFirst=query.aggregation == "last",
-                               progress=progress)
 
     async def search() -> dict[str, Any]:
         indexPlan = planIndex(query.fromMs, query.toMs, store.sliceMs,
@@ -211,35 +254,11 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
                                      query.intervalMs,
                                      groupCount(series, query.groupBy)),
                         limits.max_search_points)
-        choices: list[Any] = []
-        rawRanges = [(query.fromMs, query.toMs)]
-        if getattr(store, "rollups", ()) and series:
-            choices, rawRanges = chooseLevels(
-                query.fromMs, query.toMs, query.intervalMs,
-                store.rollupLevels(), int(nowSeconds() * 1000))
-        if not choices:
-            plan = bucketsBySource(series, query.fromMs, query.toMs,
-                                   store.sliceMs)
-            checkPartitions(plan, len(indexPlan.reads), maxPartitions)
-            summaries = await rawSummaries(plan, query.fromMs, query.toMs)
-            return answer(query, series, summaries, "raw")
-        pending = await store.pendingPartitions(
-            {row.source for row in series}, progress)
-        raw = rawAround(series, rawRanges, choices, pending, store.sliceMs)
-        reads = [rollupReads(series, choice) for choice in choices]
-        checkPartitions({}, len(indexPlan.reads) + sum(map(len, reads)) + sum(
-            len(b) for plan, _, _ in raw for b in plan.values()),
-            maxPartitions)
-        summaries = []
-        for choice, levelReads in zip(choices, reads):
-            summaries.extend(await store.rollupSummaries(
-                choice.resolutionMs, levelReads, choice.fromMs, choice.toMs,
-                pending, query.intervalMs, progress, sketches,
-                newestFirst=query.aggregation == "last", spread=spread))
-        for plan, fromMs, toMs in raw:
-            summaries.extend(await rawSummaries(plan, fromMs, toMs))
-        return answer(query, series, summaries,
-                      formatDuration(choices[0].resolutionMs / 1000))
+        summaries, resolution = await summarizeSeries(
+            store, series, query.fromMs, query.toMs, query.intervalMs,
+            query.aggregation, len(indexPlan.reads), maxPartitions,
+            int(nowSeconds() * 1000), progress)
+        return answer(query, series, summaries, resolution)
 
     d = Deferred.fromCoroutine(search())
     if clock is None:

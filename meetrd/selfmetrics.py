@@ -172,6 +172,12 @@ class SelfMetrics:
             "Remote write samples not stored: staleness markers (stale) and "
             "other NaN or infinite values (not_finite).", ["reason"],
             registry=self.registry)
+        self.queryReads = Counter(
+            "meetr_promql_selector_reads",
+            "Selectors of PromQL queries read, by how: every sample "
+            "(samples), windows summarized by Cassandra (raw summary), or "
+            "the coarsest rollup level read.", ["read"],
+            registry=self.registry)
         self.scrapes = Counter(
             "meetr_hunter_scrapes", "Scrapes by result.", ["result"],
             registry=self.registry)

@@ -1148,13 +1148,14 @@ class MetricStore:
     def summarize(self, plan: dict[tuple[str, int], dict[int, list[bytes]]],
                   fromMs: int, toMs: int, intervalMs: int | None = None,
                   newestFirst: bool = False,
-                  progress: ReadProgress | None = None
-                  ) -> Deferred[list[Summary]]:
+                  progress: ReadProgress | None = None,
+                  originMs: int | None = None) -> Deferred[list[Summary]]:
         """
         Have Cassandra summarize the points of the series of a read plan
         (from L{meetrd.readplan.bucketsBySource}) in the inclusive range,
         per series and partition (and per interval when C{intervalMs} is
-        given).
+        given: intervals start at multiples of it from the epoch, or from
+        C{originMs}, at or before C{fromMs}).
 
         With C{newestFirst} the summaries know each group's last point,
         otherwise its first.
@@ -1174,7 +1175,8 @@ class MetricStore:
             from cassandra.util import Duration
 
             width = Duration(0, 0, intervalMs * 1_000_000)
-            origin = fromMs - fromMs % intervalMs
+            origin = fromMs - fromMs % intervalMs if originMs is None \
+                else originMs
             statement = (statements.byIntervalLast if newestFirst
                          else statements.byInterval)
 

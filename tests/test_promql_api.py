@@ -273,6 +273,33 @@ def test_cassandraSummarizesWindows(daemon: tuple[Daemon, int]) -> None:
                             rel_tol=1e-12), (function, sample)
 
 
+def test_cassandraSummarizesTilingWindows(daemon: tuple[Daemon, int]
+                                          ) -> None:
+    """
+    In a range query whose step is the window's range, Cassandra
+    summarizes every window in one pass: over all 40,000 samples (more
+    than C{max_query_samples}), each step's sum is exact.
+    """
+    d, endMs = daemon
+    end = endMs / 1000
+    firstMs = endMs - (STEPS - 1) * STEP_MS
+    status, body = promQuery(
+        d.base, "/api/v1/query_range",
+        {"query": "sum(sum_over_time(papi_cpu_seconds_total[30s]))",
+         "start": firstMs / 1000, "end": end, "step": "30s"},
+        headers=AS_READER)
+    assert status == 200, body
+    [series] = body["data"]["result"]
+    # The window (t - 30 s, t] holds the sample at t only: step s sums
+    # s * (cpu + 1) + host % 7 over every host and cpu.
+    hostTerms = CPUS * sum(h % 7 for h in range(HOSTS))
+    assert [(round(t * 1000), float(v)) for t, v in series["values"]] == [
+        (firstMs + s * STEP_MS, float(s * 55 * HOSTS + hostTerms))
+        for s in range(STEPS)]
+    reads = d.get("/metrics").body.decode()
+    assert 'meetr_promql_selector_reads_total{read="raw summary"}' in reads
+
+
 def test_readRole(daemon: tuple[Daemon, int]) -> None:
     """
     The query API needs a token of the read role, as every search does.

@@ -6,8 +6,11 @@ answers compared series by series within float tolerance.
 
 Every construct meetrd evaluates has a query here, as an instant query
 at several times and as a range query at an aligned and an unaligned
-step.  The table of results is written to C{conformance.md} in the
-test's folder (and copied into C{docs/integrations.md}).
+step.  The samples are a day old and rolled up, so that the three
+ways meetrd reads a selector are all compared: every sample, windows
+summarized by Cassandra, and rollups.  The table of results is written
+to C{conformance.md} in the test's folder (and copied into
+C{docs/integrations.md}).
 """
 
 from __future__ import annotations
@@ -64,7 +67,10 @@ CONSTRUCTS: list[tuple[str, list[str]]] = [
                      "stddev_over_time(conf_temperature[10m])",
                      "stdvar_over_time(conf_temperature[10m])",
                      "quantile_over_time(0.9, conf_temperature[10m])",
-                     "present_over_time(conf_temperature[10m])"]),
+                     "present_over_time(conf_temperature[10m])",
+                     "sum_over_time(conf_temperature[1m])",
+                     "avg_over_time(conf_humidity[37s])",
+                     "max_over_time(conf_temperature[10m] @ AT)"]),
     ("sum, avg, min, max, count with by/without",
      ["sum(rate(conf_requests_total[5m]))",
       "sum by (job) (rate(conf_requests_total[5m]))",
@@ -187,24 +193,59 @@ def _dataset(endMs: int) -> list[tuple[dict[str, str], list[tuple[int, float]]]]
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: Any, node: tuple[str, int]
-         ) -> Iterator[tuple[str, str, int]]:
+         ) -> Iterator[tuple[str, Daemon, int]]:
     """
-    A Prometheus and a meetrd holding the same samples: their URLs and
-    the time of the last sample.
+    A Prometheus and a meetrd holding the same samples: Prometheus's URL,
+    the meetrd daemon and the time of the last sample.
     """
     folder = tmp_path_factory.mktemp("conformance")
     daemon = Daemon(folder / "meetrd", daemonSettings(
-        uniqueKeyspace("promql"), node)).start().waitReady()
-    endMs = (int(time.time() * 1000) // 60_000) * 60_000 - 60_000
+        uniqueKeyspace("promql"), node,
+        rollups=[{"resolution": "1m"}, {"resolution": "5m"}],
+        rollup={"interval": "1s"})).start().waitReady()
+    # The samples end 2 hours before today began (UTC), so that their raw
+    # partitions (a day each) have closed and are rolled up: windows of
+    # instant queries are then answered from the rollups where they fit.
+    day = 86_400_000
+    endMs = int(time.time() * 1000) // day * day - 2 * 3_600_000
     try:
         with PrometheusServer(folder / "prometheus") as prometheus:
-            body = writeRequestBody(_dataset(endMs))
+            series = _dataset(endMs)
+            body = writeRequestBody(series)
             for url in (prometheus.url, daemon.base):
                 status, text = pushRemoteWrite(url, body)
                 assert status == 204, (url, status, text)
-            yield prometheus.url, daemon.base, endMs
+            _waitRolledUp(daemon, len(series))
+            yield prometheus.url, daemon, endMs
     finally:
         daemon.stop()
+
+
+def _selfMetric(daemon: Daemon, name: str) -> float:
+    """
+    A sample of the daemon's own C{/metrics} (0 when it has none).
+    """
+    page = daemon.get("/metrics").body.decode()
+    for line in page.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _waitRolledUp(daemon: Daemon, partitions: int) -> None:
+    """
+    Wait until the rollup service has rolled C{partitions} raw partitions
+    and none waits.
+    """
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if _selfMetric(daemon, "meetr_rollup_partitions_total") >= \
+                partitions and \
+                _selfMetric(daemon, "meetr_rollup_backlog") == 0:
+            return
+        time.sleep(0.5)
+    raise AssertionError("the samples were not rolled up in 120 s:\n"
+                         + daemon.get("/metrics").body.decode())
 
 
 def _close(a: str, b: str) -> bool:
@@ -273,14 +314,15 @@ def _asks(endMs: int) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def test_promqlAnswersAsPrometheus(both: tuple[str, str, int],
+def test_promqlAnswersAsPrometheus(both: tuple[str, Daemon, int],
                                    tmp_path: Path) -> None:
     """
     Every supported construct answers as Prometheus does on the same
     samples: same result type, same series, same timestamps, values
     within a relative 1e-9, instant and range, with POST and GET.
     """
-    prometheus, meetrd, endMs = both
+    prometheus, daemon, endMs = both
+    meetrd = daemon.base
     rows = []
     failures = []
     asked = 0
@@ -321,6 +363,11 @@ def test_promqlAnswersAsPrometheus(both: tuple[str, str, int],
     print("\n".join(table))
     assert asked > 300
     assert not empty, f"queries that select nothing: {empty}"
+    # Every way of reading was taken and agreed with Prometheus: samples,
+    # windows summarized by Cassandra, and the rollups.
+    for read in ("samples", "raw summary", "5m"):
+        assert _selfMetric(daemon, "meetr_promql_selector_reads_total"
+                           f'{{read="{read}"}}') > 0, read
     assert not failures, "\n".join(failures)
 
 
@@ -334,13 +381,14 @@ UNSUPPORTED = [
 
 
 @pytest.mark.parametrize("query,named", UNSUPPORTED)
-def test_unsupportedConstructsAreNamed(both: tuple[str, str, int],
+def test_unsupportedConstructsAreNamed(both: tuple[str, Daemon, int],
                                        query: str, named: str) -> None:
     """
     A construct meetrd does not evaluate answers 400 C{bad_data} naming
     it, where Prometheus answers it.
     """
-    prometheus, meetrd, endMs = both
+    prometheus, daemon, endMs = both
+    meetrd = daemon.base
     assert promQuery(prometheus, "/api/v1/query",
                      {"query": query, "time": endMs / 1000})[0] == 200
     status, body = promQuery(meetrd, "/api/v1/query",

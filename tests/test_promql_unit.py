@@ -340,3 +340,9 @@ def test_summarizedSelectors() -> None:
     expr = parseQuery("sum_over_time(x[5m]) + quantile_over_time(0.5, x[5m])")
     assert summarizedSelectors(expr) == frozenset()
     assert len(selectorWindows(expr, 0, 0, 5 * MIN)) == 1
+    # In a range query, a window is summarized when it is the step (the
+    # windows tile the range) or pinned by @.
+    expr = parseQuery("sum_over_time(x[1m]) + sum_over_time(y[5m]) + "
+                      "sum_over_time(z[5m] @ 100)")
+    assert {r.selector.metricName
+            for r in summarizedSelectors(expr, MIN)} == {"x", "z"}

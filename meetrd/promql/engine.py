@@ -136,16 +136,17 @@ class Evaluator:
         at least the samples of every window the evaluation looks at).
     @param startMs: the query's start (C{@ start()}).
     @param endMs: the query's end (C{@ end()}).
-    @param summaries: for range selectors of an instant query that only
-        C{sum_over_time} and its kin read, each series' summary of its
-        window (a L{meetrd.aggregate.Partial}, from Cassandra) instead of
-        its samples.
+    @param summaries: for range selectors that only C{sum_over_time} and
+        its kin read, by evaluation instant (C{None} for every instant),
+        each series' summary of its window (a
+        L{meetrd.aggregate.Partial}, from Cassandra) instead of its
+        samples.
     """
 
     def __init__(self, data: dict[Selector, Matrix], startMs: int,
                  endMs: int, lookbackMs: int = DEFAULT_LOOKBACK_MS,
-                 summaries: dict[RangeSelector, dict[Labels, Any]] | None
-                 = None) -> None:
+                 summaries: dict[RangeSelector, dict[Any, dict[Labels, Any]]]
+                 | None = None) -> None:
         self.data = data
         self.summaries = summaries or {}
         self.startMs = startMs
@@ -308,10 +309,11 @@ class Evaluator:
             q = self._scalarArg(call.args[0], t, "quantile_over_time()'s "
                                                  "quantile")
         if name in SUMMARY_FUNCTIONS and selector in self.summaries:
+            byInstant = self.summaries[selector]
+            windows = byInstant.get(None, byInstant.get(t, {}))
             return [Sample(withoutName(labels),
                            SUMMARY_FUNCTIONS[name](partial))
-                    for labels, partial in
-                    self.summaries[selector].items()]
+                    for labels, partial in windows.items()]
         out = []
         for labels, ts, values, at in self._windows(selector, t):
             if name in ("rate", "increase", "delta"):

@@ -170,12 +170,17 @@ class QueryAPI:
     @param store: a L{meetrd.store.MetricStore} (or one like it).
     @param limits: the search limits, which hold for queries too.
     @param clock: provides C{seconds()} and C{callLater} (the deadline).
+    @param observeRead: told, for each selector a query reads, how it was
+        read: C{"samples"}, C{"raw summary"} (Cassandra summarized the
+        windows), or the rollup level read (C{"1h"}).
     """
 
-    def __init__(self, store: Any, limits: Limits, clock: Any) -> None:
+    def __init__(self, store: Any, limits: Limits, clock: Any,
+                 observeRead: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.limits = limits
         self.clock = clock
+        self.observeRead = observeRead or (lambda read: None)
 
     def _nowMs(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -232,9 +237,11 @@ class QueryAPI:
         summarized = summarizedSelectors(expr)
         data = await readSelected(
             self.store, selectorWindows(expr, at, at, lookback, summarized),
-            self.limits, progress)
+            self.limits, progress, self.observeRead)
         summaries = await summarizeSelected(self.store, summarized, at, at,
-                                            self.limits, progress)
+                                            None, self.limits,
+                                            self._nowMs(), progress,
+                                            self.observeRead)
         value = Evaluator(data, at, at, lookback, summaries).instant(expr, at)
         if isinstance(value, Scalar):
             return {"resultType": "scalar",
@@ -279,10 +286,16 @@ class QueryAPI:
                      lookback: int, progress: ReadProgress
                      ) -> dict[str, Any]:
         last = start + (end - start) // step * step
+        summarized = summarizedSelectors(expr, step)
         data = await readSelected(
-            self.store, selectorWindows(expr, start, last, lookback),
-            self.limits, progress)
-        matrix = Evaluator(data, start, end, lookback).range(
+            self.store, selectorWindows(expr, start, last, lookback,
+                                        summarized),
+            self.limits, progress, self.observeRead)
+        summaries = await summarizeSelected(self.store, summarized, start,
+                                            end, step, self.limits,
+                                            self._nowMs(), progress,
+                                            self.observeRead)
+        matrix = Evaluator(data, start, end, lookback, summaries).range(
             expr, start, end, step)
         values = sum(len(series.ts) for series in matrix)
         if values > self.limits.max_search_points:

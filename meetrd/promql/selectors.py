@@ -8,7 +8,7 @@ looks at.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from twisted.internet.defer import DeferredList
 
@@ -42,6 +42,10 @@ SUMMARIZED = {"sum_over_time", "count_over_time", "min_over_time",
 # Metric names one selector without a name (C{{job="x"}}, C{{__name__=~
 # "..."}}) may span: each is a read of the series index.
 MAX_METRIC_NAMES = 1000
+
+
+def _ignore(read: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -107,19 +111,24 @@ def _selectors(expr: Expr, lookbackMs: int,
         yield from _selectors(expr.expr, lookbackMs, summarized)
 
 
-def summarizedSelectors(expr: Expr) -> frozenset[RangeSelector]:
+def summarizedSelectors(expr: Expr, stepMs: int | None = None
+                        ) -> frozenset[RangeSelector]:
     """
     The range selectors of an expression that only C{sum_over_time},
     C{count_over_time}, C{min_over_time}, C{max_over_time} and
-    C{avg_over_time} read: in an instant query, Cassandra summarizes
-    their windows (one row a series and partition) instead of meetrd
-    reading every sample.
+    C{avg_over_time} read, and whose windows Cassandra can summarize
+    instead of meetrd reading every sample: every one in an instant query
+    (C{stepMs} C{None}); in a range query, those pinned by C{@} (one
+    window) and those whose range is the step (windows that tile the
+    range, one interval each).
     """
     found: dict[RangeSelector, bool] = {}
 
     def walk(node: Expr, viaSummary: bool) -> None:
         if isinstance(node, RangeSelector):
-            found[node] = found.get(node, True) and viaSummary
+            fits = stepMs is None or node.selector.at is not None or \
+                node.rangeMs == stepMs
+            found[node] = found.get(node, True) and viaSummary and fits
         elif isinstance(node, Call):
             for arg in node.args:
                 walk(arg, node.function in SUMMARIZED)
@@ -137,42 +146,74 @@ def summarizedSelectors(expr: Expr) -> frozenset[RangeSelector]:
     return frozenset(selector for selector, only in found.items() if only)
 
 
+Summarized = dict[RangeSelector, dict[Any, dict[Any, Partial]]]
+
+
 async def summarizeSelected(store: Any, selectors: frozenset[RangeSelector],
-                            atMs: int, endMs: int, limits: Limits,
-                            progress: ReadProgress
-                            ) -> dict[RangeSelector, dict[Any, Partial]]:
+                            startMs: int, endMs: int, stepMs: int | None,
+                            limits: Limits, nowMs: int,
+                            progress: ReadProgress,
+                            observe: Callable[[str], None] = _ignore
+                            ) -> Summarized:
     """
     For each range selector, Cassandra's summary (count, sum, min, max)
-    of each series' samples in its window at C{atMs}: C{(t - range, t]},
-    moved by C{offset} and C{@} (C{@ start()} and C{@ end()} are
-    C{atMs} and C{endMs}).
+    of each series' samples in its window, by the evaluation instant the
+    window is of (C{None}: every instant, for a window pinned by C{@}).
+
+    A single window (an instant query, or C{@}) is read as a search is,
+    from the rollups where they fit (L{meetrd.search.summarizeSeries});
+    the windows of a range query whose range is its step are the
+    intervals of one raw summary starting at the first window's start.
+    C{observe} is told how each selector was read: C{"raw summary"}, or
+    the coarsest rollup level read (C{"1h"}).
     """
-    out: dict[RangeSelector, dict[Any, Partial]] = {}
+    from meetrd.search import summarizeSeries
+
+    out: Summarized = {}
     for ranged in selectors:
         selector = ranged.selector
         at = selector.at
-        t = atMs if at in (None, "start") else endMs if at == "end" \
-            else int(at)
-        window = Window(t - selector.offsetMs - ranged.rangeMs + 1,
-                        t - selector.offsetMs)
+        pinned = stepMs is None or at is not None
+        if at is None:
+            first, last = startMs, endMs
+        else:
+            first = last = startMs if at == "start" else endMs \
+                if at == "end" else int(at)
+        if stepMs is not None and at is None:
+            last = startMs + (endMs - startMs) // stepMs * stepMs
+        window = Window(first - selector.offsetMs - ranged.rangeMs + 1,
+                        last - selector.offsetMs)
         rows = await findMatching(store, selector.matchers, window, limits,
                                   limits.max_search_series, progress)
-        plan = bucketsBySource(rows, window.fromMs, window.toMs,
-                               store.sliceMs)
-        checkPartitions(plan, 0, limits.max_search_partitions)
-        summaries = await store.summarize(plan, window.fromMs, window.toMs,
-                                          progress=progress)
+        if pinned:
+            summaries, resolution = await summarizeSeries(
+                store, rows, window.fromMs, window.toMs, None, "sum", 0,
+                limits.max_search_partitions, nowMs, progress)
+            observe("raw summary" if resolution == "raw" else resolution)
+        else:
+            observe("raw summary")
+            plan = bucketsBySource(rows, window.fromMs, window.toMs,
+                                   store.sliceMs)
+            checkPartitions(plan, 0, limits.max_search_partitions)
+            summaries = await store.summarize(
+                plan, window.fromMs, window.toMs, ranged.rangeMs,
+                progress=progress, originMs=window.fromMs)
         labels = {row.seriesId: labelsOf(row) for row in rows}
-        merged: dict[Any, Partial] = {}
+        byInstant: dict[Any, dict[Any, Partial]] = {}
         for summary in summaries:
             key = labels.get(summary.seriesId)
             if key is None or summary.partial.count == 0:
                 continue
+            instant = None
+            if not pinned:
+                instant = summary.intervalStart + ranged.rangeMs - 1 + \
+                    selector.offsetMs
+            merged = byInstant.setdefault(instant, {})
             if key in merged:
                 merged[key].merge(summary.partial)
             else:
                 merged[key] = summary.partial
-        out[ranged] = merged
+        out[ranged] = byInstant
     return out
 
 
@@ -239,7 +280,8 @@ async def findMatching(store: Any, matchers: tuple[Matcher, ...],
 
 
 async def readSelected(store: Any, windows: dict[Selector, Window],
-                       limits: Limits, progress: ReadProgress
+                       limits: Limits, progress: ReadProgress,
+                       observe: Callable[[str], None] = _ignore
                        ) -> dict[Selector, Matrix]:
     """
     The series of every selector with their samples in its window.
@@ -248,6 +290,7 @@ async def readSelected(store: Any, windows: dict[Selector, Window],
     C{limits.max_search_series}, their partitions to
     C{limits.max_search_partitions} and their samples to
     C{limits.max_query_samples} (L{SearchTooWide} past any).
+    C{observe} is told C{"samples"} for each selector.
     """
     found: dict[Selector, list[SeriesRow]] = {}
     budget = limits.max_search_series
@@ -268,6 +311,7 @@ async def readSelected(store: Any, windows: dict[Selector, Window],
         samples = await store.readSamples(plans[selector], window.fromMs,
                                           window.toMs, samplesLeft, progress)
         samplesLeft -= sum(len(ts) for ts, _ in samples.values())
+        observe("samples")
         labels = {row.seriesId: labelsOf(row) for row in found[selector]}
         data[selector] = [Series(labels[identifier], ts, values)
                           for identifier, (ts, values) in samples.items()
