@@ -518,11 +518,19 @@ class MetricsAPI:
     @app.route("/targets", methods=["GET", "HEAD"])
     def targets(self, request: IRequest) -> bytes:
         """
-        Every target this instance hunts, with its health.
+        Every target this instance hunts, with its health; with
+        C{hunter.shard: auto}, this instance's name and the live members
+        that share the hunt (each hunts its own share: ask each for its
+        targets).
         """
         self.authorizer.check(request, "read")
-        entries = [] if self.hunter is None else self.hunter.report()
-        return _respond(request, 200, {"targets": entries})
+        if self.hunter is None:
+            return _respond(request, 200, {"targets": [], "instance": None,
+                                           "members": []})
+        return _respond(request, 200, {
+            "targets": self.hunter.report(),
+            "instance": self.hunter.instanceName(),
+            "members": self.hunter.members()})
 
     # Health
 
@@ -536,10 +544,18 @@ class MetricsAPI:
     @app.route("/ready", methods=["GET", "HEAD"])
     def ready(self, request: IRequest) -> bytes:
         """
-        C{200} when the Cassandra session is up and the schema in place.
+        C{200} when the Cassandra session is up, the schema in place and
+        (with C{hunter.shard: auto}) the members sharing the hunt known.
         """
-        if self.store.ready:
+        waitingForMembers = self.hunter is not None and \
+            not self.hunter.membersKnown()
+        if self.store.ready and not waitingForMembers:
             return _respond(request, 200, {"status": "ready"})
+        if self.store.ready:
+            return _respond(request, 503, {
+                "status": "not ready",
+                "error": "reading the members that share the hunt"},
+                {"Retry-After": "1"})
         return _respond(request, 503, {"status": "not ready",
                                        "error": self.store.lastError},
                         {"Retry-After": str(RETRY_AFTER_SECONDS)})

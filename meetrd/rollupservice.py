@@ -53,17 +53,30 @@ class RollupService(Service):
     log = Logger()
 
     def __init__(self, store: Any, settings: RollupServiceSettings,
-                 shard: Shard, clock: Any) -> None:
+                 shard: Shard | str, clock: Any,
+                 membership: Any = None) -> None:
         """
         @param store: a connected-or-connecting L{meetrd.store.MetricStore}
             with rollup levels.
+        @param shard: the fixed share of the marker shards (C{"auto"}: all
+            of them, unless a C{membership} says otherwise).
         @param clock: an C{IReactorTime}.
+        @param membership: with C{hunter.shard: auto}, the
+            L{meetrd.membership.Membership} whose live members share the
+            marker shards by rendezvous hashing, as they share the targets.
         """
         self.store = store
         self._settings = settings
         self._clock = clock
-        self.shards = [s for s in range(DIRTY_SHARDS)
-                       if s % shard.count == shard.index]
+        if isinstance(shard, Shard):
+            self.shards = [s for s in range(DIRTY_SHARDS)
+                           if s % shard.count == shard.index]
+        else:
+            self.shards = list(range(DIRTY_SHARDS))
+        self.membership = membership
+        if membership is not None:
+            self.shards = []
+            membership.listeners.append(self._share)
         self._loop: LoopingCall | None = None
         self._running: Deferred[None] | None = None
         self.lag = 0.0
@@ -71,6 +84,14 @@ class RollupService(Service):
         self.rolled = 0
         self.failures = 0
         self._failedDue: list[float] = []
+
+    def _share(self, members: tuple[str, ...]) -> None:
+        """
+        Take the marker shards rendezvous hashing gives this instance
+        among the members.
+        """
+        self.shards = [s for s in range(DIRTY_SHARDS)
+                       if self.membership.owns(f"rollup|{s}")]
 
     def startService(self) -> None:
         """

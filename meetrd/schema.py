@@ -93,6 +93,12 @@ TABLES = (
         bucket_ms bigint,
         PRIMARY KEY ((shard), source, bucket)
     ) WITH comment = 'meetrd: raw partitions to roll up'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.members (
+        grp text,
+        instance text,
+        since timestamp,
+        PRIMARY KEY ((grp), instance)
+    ) WITH comment = 'meetrd: live instances sharing the hunt (rows with a TTL)'""",
     """CREATE TABLE IF NOT EXISTS {ks}.buckets (
         source text,
         bucket bigint,
@@ -222,6 +228,11 @@ SELECT_VALUES = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points WHERE "
     "source = ? AND bucket = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
+# The members sharing the hunt (see meetrd.membership): one partition.
+INSERT_MEMBER = ("INSERT INTO {ks}.members (grp, instance, since) "
+                 "VALUES ('hunt', ?, ?) USING TTL ?")
+SELECT_MEMBERS = "SELECT instance FROM {ks}.members WHERE grp = 'hunt'"
+DELETE_MEMBER = "DELETE FROM {ks}.members WHERE grp = 'hunt' AND instance = ?"
 # Every metric with an index slice (slices expire with the index), for
 # the metric names of the Prometheus query API.
 SELECT_METRICS = "SELECT DISTINCT metric FROM {ks}.slices"
@@ -335,6 +346,9 @@ class Statements:
     selectValues: Any
     selectSourceDirty: Any
     selectMetrics: Any
+    insertMember: Any
+    selectMembers: Any
+    deleteMember: Any
     selectIndex: dict[int, Any] = field(default_factory=dict)
     selectLegacy: Any = None
 
@@ -343,11 +357,49 @@ def createTables(session: Any, settings: CassandraSettings,
                  timeout: float) -> None:
     """
     Create the keyspace and the tables that are missing (blocking).
+
+    Every schema change goes to one node, the same for every instance
+    (the live node of the lowest address), and waits for the cluster to
+    agree: instances starting together against a fresh keyspace then
+    make each table once.  Sent to different nodes at once, two
+    C{CREATE TABLE IF NOT EXISTS} can both succeed with different table
+    ids, and the nodes disagree on the schema.
     """
-    session.execute(keyspaceDDL(settings), timeout=timeout)
+    run = schemaRunner(session, timeout)
+    run(keyspaceDDL(settings))
     for ddl in TABLES:
-        session.execute(ddl.format(ks=settings.keyspace), timeout=timeout)
-    addMissingColumns(session, settings.keyspace, timeout)
+        run(ddl.format(ks=settings.keyspace))
+    addMissingColumns(session, settings.keyspace, timeout, run)
+
+
+def schemaRunner(session: Any, timeout: float) -> Any:
+    """
+    A function that runs a schema change on the cluster's schema node
+    (the live node of the lowest address) and waits for schema
+    agreement.
+    """
+    from cassandra.cluster import ExecutionProfile
+    from cassandra.policies import WhiteListRoundRobinPolicy
+
+    cluster = session.cluster
+    hosts = sorted((h for h in cluster.metadata.all_hosts() if h.is_up),
+                   key=lambda h: (str(h.endpoint.address), h.endpoint.port))
+    if not hosts:
+        return lambda ddl: session.execute(ddl, timeout=timeout)
+    chosen = hosts[0]
+    name = "meetrd-schema"
+    if name not in cluster.profile_manager.profiles:
+        cluster.add_execution_profile(name, ExecutionProfile(
+            load_balancing_policy=WhiteListRoundRobinPolicy(
+                [chosen.endpoint.address]),
+            request_timeout=timeout), pool_wait_timeout=timeout)
+
+    def run(ddl: str) -> None:
+        session.execute(ddl, timeout=timeout, execution_profile=name)
+        cluster.control_connection.wait_for_schema_agreement(
+            wait_time=timeout)
+
+    return run
 
 
 # Columns added to tables after they were first made: (table, column,
@@ -356,17 +408,22 @@ def createTables(session: Any, settings: CassandraSettings,
 ADDED_COLUMNS = (("rollups", "m2", "double"),)
 
 
-def addMissingColumns(session: Any, keyspace: str, timeout: float) -> None:
+def addMissingColumns(session: Any, keyspace: str, timeout: float,
+                      run: Any = None) -> None:
     """
-    Add the L{ADDED_COLUMNS} a keyspace's tables lack (blocking).
+    Add the L{ADDED_COLUMNS} a keyspace's tables lack (blocking), through
+    C{run} (see L{schemaRunner}) when given.
     """
+    if run is None:
+        def run(ddl: str) -> None:
+            session.execute(ddl, timeout=timeout)
     cluster = session.cluster
     for table, column, kind in ADDED_COLUMNS:
         cluster.refresh_table_metadata(keyspace, table)
         if column not in cluster.metadata.keyspaces[keyspace].tables[
                 table].columns:
-            session.execute(f"ALTER TABLE {keyspace}.{table} ADD IF NOT "
-                            f"EXISTS {column} {kind}", timeout=timeout)
+            run(f"ALTER TABLE {keyspace}.{table} ADD IF NOT EXISTS "
+                f"{column} {kind}")
 
 
 # Whether a keyspace holds any point (of the current or the legacy layout
@@ -489,6 +546,9 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
         selectMetrics=session.prepare(SELECT_METRICS.format(ks=ks)),
+        insertMember=written(INSERT_MEMBER.format(ks=ks)),
+        selectMembers=session.prepare(SELECT_MEMBERS.format(ks=ks)),
+        deleteMember=written(DELETE_MEMBER.format(ks=ks)),
     )
     for count in range(MAX_INDEX_FILTERS + 1):
         statements.selectIndex[count] = session.prepare(SELECT_INDEX.format(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, Union
 
 import yaml
 from pydantic import (
@@ -347,10 +347,37 @@ class HunterSettings(_Frozen):
     max_body_size: Size = 10 * 1024 * 1024
     max_redirects: Annotated[StrictInt, Field(ge=0)] = 3
     sample_limit: PositiveInt = 50000
-    shard: Shard = Shard()
+    # "auto": instances share the targets by themselves (see
+    # meetrd.membership); {index, count}: a fixed share.
+    shard: Union[Literal["auto"], Shard] = "auto"
+    heartbeat: PositiveDuration = 5.0
+    heartbeat_ttl: PositiveDuration = 15.0
+    instance: StrictStr | None = None
     fetch_jobs_kept: PositiveInt = 1000
     fetch_jobs_ttl: Duration = 3600.0
     fetch_timeout: Duration = 10.0
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _autoOrFixed(cls, value: Any) -> Any:
+        if value == "auto" or isinstance(value, Shard):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError("expected auto, or {index, count} for a fixed "
+                             "share")
+        try:
+            return Shard.model_validate(value)
+        except ValidationError as e:
+            raise ValueError(describeErrors(e).replace(
+                "(top level): ", "")) from None
+
+    @model_validator(mode="after")
+    def _heartbeatWithinTTL(self) -> "HunterSettings":
+        if self.heartbeat_ttl < 2 * self.heartbeat:
+            raise ValueError("heartbeat_ttl must be at least twice "
+                             "heartbeat, or a late heartbeat drops a live "
+                             "instance")
+        return self
 
     @field_validator("allow")
     @classmethod

@@ -192,6 +192,7 @@ class MetricStore:
         self._settings = settings
         self.rollups = tuple(rollups)
         self.rollupSince: dict[int, int] = {}
+        self._startedAt: dict[str, int] = {}
         self._ttl = retentionSeconds
         self._reactor = reactor
         self._connectionClass = connectionClass
@@ -996,6 +997,43 @@ class MetricStore:
 
         return self._readValues(plan, fromMs, toMs, "reading samples",
                                 progress).addCallback(collect)
+
+    # Members of the hunt
+
+    def heartbeat(self, instance: str, ttlSeconds: float) -> Deferred[Any]:
+        """
+        Write this instance's row among the hunt's members, alive for
+        C{ttlSeconds}.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        since = self._startedAt.setdefault(
+            instance, int(self._reactor.seconds() * 1000))
+        return self._run(statements.insertMember,
+                         (instance, since, max(1, round(ttlSeconds))))
+
+    def members(self) -> Deferred[list[str]]:
+        """
+        The instances whose heartbeat rows are alive.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        return self._read(statements.selectMembers, None).addCallback(
+            lambda rows: [row[0] for row in rows])
+
+    def leave(self, instance: str) -> Deferred[Any]:
+        """
+        Delete an instance's heartbeat row.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        return self._run(statements.deleteMember, (instance,))
 
     def metricNames(self, progress: ReadProgress | None = None
                     ) -> Deferred[list[str]]:

@@ -92,7 +92,9 @@ class Options(usage.Options):
             overrides["listen"] = self["listen"]
         if self["shard-index"] is not None or \
                 self["shard-count"] is not None:
-            shard = settings.hunter.shard.model_dump()
+            current = settings.hunter.shard
+            shard = {"index": 0, "count": 1} if isinstance(current, str) \
+                else current.model_dump()
             for option, key in (("shard-index", "index"),
                                 ("shard-count", "count")):
                 if self[option] is not None:
@@ -208,15 +210,25 @@ def buildService(settings: Settings, reactor: Any,
                                 grace=settings.shutdown_grace)
     storeService.setName("store")
     storeService.setServiceParent(root)
+    membership = None
+    if settings.hunter.shard == "auto":
+        from meetrd.membership import Membership, defaultInstanceName
+
+        membership = Membership(
+            store, settings.hunter.instance or defaultInstanceName(),
+            settings.hunter.heartbeat, settings.hunter.heartbeat_ttl,
+            reactor)
+        membership.setName("membership")
+        membership.setServiceParent(root)
     rollup = None
     if settings.rollups:
         from meetrd.rollupservice import RollupService
 
         rollup = RollupService(store, settings.rollup, settings.hunter.shard,
-                               reactor)
+                               reactor, membership)
         rollup.setName("rollup")
         rollup.setServiceParent(root)
-    hunter = HunterService(settings, store, reactor)
+    hunter = HunterService(settings, store, reactor, membership=membership)
     hunter.setName("hunter")
     hunter.setServiceParent(root)
     lag = ReactorLagProbe(reactor)

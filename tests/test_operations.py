@@ -18,7 +18,14 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from meetrd.layout import placeSeries
-from tests.support import REPO, Daemon, daemonSettings, form, http
+from tests.support import (
+    REPO,
+    Daemon,
+    daemonSettings,
+    form,
+    http,
+    uniqueKeyspace,
+)
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.daemon]
 
@@ -278,13 +285,15 @@ def test_shardsHuntEachNodeOnce(tmp_path, node, keyspace, farm):
         {"index": 0, "count": 2}, {"index": 1, "count": 2}]
 
 
-def test_sighupReloadsTargets(tmp_path, node, keyspace, farm):
+def test_sighupReloadsTargets(tmp_path, node, farm):
     """
     SIGHUP applies new targets without a restart, and logs which other
-    changed keys need one.
+    changed keys need one.  (A keyspace of its own: in the module's,
+    daemons killed by other tests are members of the hunt until their
+    heartbeats expire, and would own some of the targets meanwhile.)
     """
-    settings = daemonSettings(keyspace, node, hunter={"targets": [
-        {"job": "a", "nodes": farm[:1], "interval": "1s"}]})
+    settings = daemonSettings(uniqueKeyspace("sighup"), node, hunter={
+        "targets": [{"job": "a", "nodes": farm[:1], "interval": "1s"}]})
     daemon = Daemon(tmp_path, settings).start().waitReady()
     try:
         assert len(daemon.get("/targets").json()["targets"]) == 1

@@ -7,7 +7,7 @@ on-demand fetches.
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
@@ -43,7 +43,13 @@ class HunterService(Service):
 
     def __init__(self, settings: Settings, store: Any, reactor: Any,
                  fetcher: Fetcher | None = None,
-                 onResult: Any = None) -> None:
+                 onResult: Any = None, membership: Any = None) -> None:
+        """
+        @param membership: with C{hunter.shard: auto}, the
+            L{meetrd.membership.Membership} that says which targets are
+            this instance's (and when that changes); without one, the
+            fixed shard decides (every target with C{auto}).
+        """
         hunter = settings.hunter
         self.settings = settings
         self.store = store
@@ -63,6 +69,12 @@ class HunterService(Service):
         self._stamps: dict[str, tuple[float, int]] = {}
         self._watcher: LoopingCall | None = None
         self.hunting = False
+        self.membership = membership
+        # Loops of targets another member has taken, still scraping until
+        # it has surely started them, by target key: (loop, stop call).
+        self._leaving: dict[str, tuple[ScrapeLoop, Any]] = {}
+        if membership is not None:
+            membership.listeners.append(self._membersChanged)
 
     def startService(self) -> None:
         """
@@ -73,6 +85,12 @@ class HunterService(Service):
         super().startService()
         self.reloadTargetFiles()
         self._watchFiles()
+        if self.membership is not None:
+            # The members are read once the store has connected; the hunt
+            # waits for them, so that a target is not hunted by two
+            # instances for want of knowing of the other.
+            self.membership.whenReady().addCallback(self._hunt)
+            return
         whenConnected = getattr(self.store, "whenConnected", None)
         if whenConnected is None:
             self._hunt(None)
@@ -106,7 +124,18 @@ class HunterService(Service):
             assert self._watcher is not None
             self._watcher.stop()
 
-    def reloadTargetFiles(self, force: bool = False) -> None:
+    def _membersChanged(self, members: tuple[str, ...]) -> None:
+        """
+        Take the targets the new members give this instance.  Targets
+        given to another member are scraped for one more heartbeat: the
+        newcomer starts its share only once it has read the members, so
+        stopping them at once could leave a due scrape to nobody.
+        """
+        self.reloadTargetFiles(force=True,
+                               linger=self.settings.hunter.heartbeat)
+
+    def reloadTargetFiles(self, force: bool = False,
+                          linger: float = 0.0) -> None:
         """
         Re-read target files that changed; a malformed file is reported and
         its last good groups kept.  Then start and stop loops to match.
@@ -130,10 +159,21 @@ class HunterService(Service):
         self._stamps = stamps
         groups = [g for p in sorted(self._fileGroups)
                   for g in self._fileGroups[p]]
-        self._apply(configuredTargets(self.targetSettings, groups))
+        self._apply(configuredTargets(self.targetSettings, groups,
+                                      self._ownsTarget()), linger)
         # The targets and their loops live as long as the process: keep the
         # collector from scanning them again and again.
         gc.freeze()
+
+    def _ownsTarget(self) -> Callable[[Target], bool] | None:
+        """
+        Which targets are this instance's with C{auto}: those the members
+        give it (C{None}: the fixed shard decides).
+        """
+        membership = self.membership
+        if membership is None:
+            return None
+        return lambda target: membership.owns("target|" + target.key)
 
     def applyTargets(self, hunter: HunterSettings) -> None:
         """
@@ -145,18 +185,34 @@ class HunterService(Service):
         self.reloadTargetFiles(force=True)
         self._watchFiles()
 
-    def _apply(self, targets: list[Target]) -> None:
+    def _apply(self, targets: list[Target], linger: float = 0.0) -> None:
         wanted = {target.key: target for target in targets}
         for key in list(self.loops):
             if key not in wanted or wanted[key] != self.loops[key].target:
-                self.loops.pop(key).stop()
+                loop = self.loops.pop(key)
+                if linger > 0 and key not in wanted and self.hunting:
+                    self._leaving[key] = (loop, self.reactor.callLater(
+                        linger, self._left, key))
+                else:
+                    loop.stop()
         for key, target in wanted.items():
+            leaving = self._leaving.get(key)
+            if leaving is not None and leaving[0].target == target:
+                # Given back before it left: it keeps its schedule.
+                del self._leaving[key]
+                leaving[1].cancel()
+                self.loops[key] = leaving[0]
+                continue
             if key not in self.loops:
                 loop = ScrapeLoop(target, self.scraper, self.reactor,
                                   self._scraped)
                 self.loops[key] = loop
                 if self.hunting:
                     loop.start()
+
+    def _left(self, key: str) -> None:
+        loop, _ = self._leaving.pop(key)
+        loop.stop()
 
     def _scraped(self, result: ScrapeResult) -> None:
         if self.onResult is not None:
@@ -171,6 +227,10 @@ class HunterService(Service):
         self.hunting = False
         if self._watcher is not None and self._watcher.running:
             self._watcher.stop()
+        for loop, call in self._leaving.values():
+            call.cancel()
+            self.loops.setdefault(loop.target.key, loop)
+        self._leaving.clear()
         stopping = [loop.stop() for loop in self.loops.values()]
         stopping.append(self.jobs.drain())
         d = DeferredList(stopping, consumeErrors=True)
@@ -201,7 +261,7 @@ class HunterService(Service):
         """
         Every target of this instance with its health, for C{/targets}.
         """
-        shard = self.settings.hunter.shard
+        share = self.share()
         entries = []
         for key in sorted(self.loops):
             loop = self.loops[key]
@@ -224,9 +284,48 @@ class HunterService(Service):
                 "failures": health.failures,
                 "on_time": health.onTime,
                 "retries": health.retries,
-                "shard": {"index": shard.index, "count": shard.count},
+                "shard": share,
+                "instance": self.instanceName(),
             })
         return entries
+
+    def membersKnown(self) -> bool:
+        """
+        Whether this instance knows its share: always with a fixed shard,
+        once the members have been read with C{auto}.
+        """
+        return self.membership is None or self.membership.ready
+
+    def instanceName(self) -> str | None:
+        """
+        This instance's name among the members (C{None} with a fixed
+        shard).
+        """
+        return None if self.membership is None else self.membership.instance
+
+    def members(self) -> list[str]:
+        """
+        The live members sharing the hunt, as this instance sees them
+        (none with a fixed shard).
+        """
+        return [] if self.membership is None else list(
+            self.membership.members)
+
+    def share(self) -> dict[str, int]:
+        """
+        This instance's share: its place among the members and their
+        count (with C{auto}), or the fixed C{index} and C{count}.
+        """
+        if self.membership is not None:
+            members = self.membership.members
+            instance = self.membership.instance
+            return {"index": members.index(instance)
+                    if instance in members else 0,
+                    "count": max(len(members), 1)}
+        shard = self.settings.hunter.shard
+        if isinstance(shard, str):
+            return {"index": 0, "count": 1}
+        return {"index": shard.index, "count": shard.count}
 
 
 def _time(milliseconds: int | None) -> str | None:

@@ -9,7 +9,7 @@ import glob
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -158,11 +158,20 @@ def fileStamps(paths: Iterable[str]) -> dict[str, tuple[float, int]]:
 
 
 def configuredTargets(settings: HunterSettings,
-                      fileGroups: Iterable[TargetGroup] = ()) -> list[Target]:
+                      fileGroups: Iterable[TargetGroup] = (),
+                      owns: Callable[[Target], bool] | None = None
+                      ) -> list[Target]:
     """
     The targets of the settings plus the target files, this instance's
-    share only.
+    share only: those C{owns} accepts, or by default those of the fixed
+    C{shard} (every one with C{shard: auto}).
     """
-    return [target for target in
-            expand([*settings.targets, *fileGroups])
-            if ownedBy(target, settings.shard)]
+    if owns is None:
+        shard = settings.shard
+        if isinstance(shard, Shard):
+            def owns(target: Target) -> bool:
+                return ownedBy(target, shard)
+        else:
+            return expand([*settings.targets, *fileGroups])
+    return [target for target in expand([*settings.targets, *fileGroups])
+            if owns(target)]

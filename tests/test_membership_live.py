@@ -1,0 +1,209 @@
+"""
+Three real daemons sharing the hunt of 300 loopback targets by
+themselves (C{hunter.shard: auto}, 2 s interval, heartbeats every second
+alive for 3 s), checked by the scrapes Cassandra holds (each scrape
+stores an C{up} sample at its start): in steady state every target is
+scraped once an interval, by one instance; one instance SIGKILLed, its
+targets are scraped again within two intervals plus the heartbeat TTL;
+the instance back, the share rebalances with no gap.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.promserver import promQuery
+from tests.support import Daemon, daemonSettings, uniqueKeyspace
+
+pytestmark = pytest.mark.cassandra
+
+TARGETS = 300
+INTERVAL = 2.0
+HEARTBEAT = 1.0
+TTL = 3.0
+
+
+class Pages(ThreadingHTTPServer):
+    """
+    A loopback node answering every path with a one-sample page.
+    """
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Page)
+
+    @property
+    def node(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class Page(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"# TYPE m gauge\nm 1\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _settings(keyspace: str, node: tuple[str, int], target: str,
+              name: str) -> dict[str, Any]:
+    return daemonSettings(keyspace, node, hunter={
+        "instance": name, "heartbeat": f"{HEARTBEAT}s",
+        "heartbeat_ttl": f"{TTL}s",
+        "targets": [{"job": "share", "nodes": [target], "path": f"/t{i}",
+                     "interval": f"{INTERVAL}s", "labels": {"t": str(i)}}
+                    for i in range(TARGETS)]})
+
+
+@pytest.fixture()
+def fleet(tmp_path: Path, node: tuple[str, int]
+          ) -> Iterator[tuple[list[Daemon], Any]]:
+    """
+    Three daemons on one fresh keyspace, started at the same moment,
+    hunting one loopback node's 300 pages; and a function that starts a
+    daemon again.
+    """
+    pages = Pages()
+    threading.Thread(target=pages.serve_forever, daemon=True).start()
+    keyspace = uniqueKeyspace("share")
+    daemons: list[Daemon] = []
+
+    def make(index: int, folder: str) -> Daemon:
+        return Daemon(tmp_path / folder, _settings(
+            keyspace, node, pages.node, f"i{index}"))
+
+    try:
+        for index in range(3):
+            daemons.append(make(index, f"d{index}"))
+        for daemon in daemons:
+            daemon.start()
+        for daemon in daemons:
+            daemon.waitReady()
+        yield daemons, make
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+        pages.shutdown()
+
+
+def _shares(daemons: list[Daemon]) -> list[set[str]]:
+    return [{entry["labels"]["t"] for entry in
+             daemon.get("/targets").json()["targets"]} for daemon in daemons]
+
+
+def _waitShared(daemons: list[Daemon], timeout: float) -> None:
+    """
+    Wait until the daemons see each other and their shares are disjoint
+    and cover every target.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shares = _shares(daemons)
+        if sum(map(len, shares)) == TARGETS and \
+                len(set().union(*shares)) == TARGETS and all(
+                    len(d.get("/targets").json()["members"]) == len(daemons)
+                    for d in daemons):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not shared in {timeout}s: "
+                         f"{[len(s) for s in _shares(daemons)]}")
+
+
+def _scrapes(daemon: Daemon, untilS: float, spanS: int
+             ) -> dict[str, list[float]]:
+    """
+    The start times of every target's scrapes in C{(untilS - spanS,
+    untilS]}, from the C{up} samples Cassandra holds.
+    """
+    status, body = promQuery(daemon.base, "/api/v1/query", {
+        "query": f'up{{job="share"}}[{spanS}s]', "time": untilS})
+    assert status == 200, body
+    return {series["metric"]["t"]: [float(t) for t, _ in series["values"]]
+            for series in body["data"]["result"]}
+
+
+def _gaps(times: list[float], fromS: float, toS: float) -> list[float]:
+    """
+    The gaps between consecutive scrapes, counting from C{fromS} to the
+    first and from the last to C{toS}.
+    """
+    inside = sorted(t for t in times if fromS <= t <= toS)
+    edges = [fromS, *inside, toS]
+    return [b - a for a, b in zip(edges, edges[1:])]
+
+
+def _assertOnceAnInterval(target: str, times: list[float], fromS: float,
+                          toS: float) -> None:
+    """
+    Between C{fromS} and C{toS}, the target was scraped once an interval:
+    no two scrapes closer than half an interval (by two instances), no
+    gap of one and a half.
+    """
+    inside = sorted(t for t in times if fromS <= t <= toS)
+    gaps = [b - a for a, b in zip(inside, inside[1:])]
+    assert len(inside) >= (toS - fromS) // INTERVAL - 1, (target, inside)
+    assert gaps and min(gaps) > INTERVAL / 2, (target, inside)
+    assert max(_gaps(times, fromS, toS)) < 1.5 * INTERVAL, (target, inside)
+
+
+def test_instancesShareTheHuntAndTakeOver(fleet: tuple[list[Daemon], Any]
+                                          ) -> None:
+    """
+    Steady state: every target scraped once an interval (no two scrapes
+    closer than half an interval, none further apart than one and a
+    half).  One instance killed: every target scraped again within two
+    intervals plus the heartbeat TTL.  The instance back: the shares
+    rebalance with no gap longer than an interval and a half.
+    """
+    daemons, make = fleet
+    _waitShared(daemons, 30)
+    time.sleep(3 * INTERVAL)
+    steadyFrom = time.time()
+    time.sleep(6 * INTERVAL)
+    steadyTo = time.time()
+    scrapes = _scrapes(daemons[0], steadyTo, 20)
+    assert len(scrapes) == TARGETS
+    for target, times in scrapes.items():
+        _assertOnceAnInterval(target, times, steadyFrom, steadyTo)
+
+    killedAt = time.time()
+    daemons[2].stop(signal.SIGKILL)
+    _waitShared(daemons[:2], 3 * TTL)
+    time.sleep(2 * INTERVAL + TTL + HEARTBEAT)
+    checkedAt = time.time()
+    scrapes = _scrapes(daemons[0], checkedAt, 30)
+    bound = 2 * INTERVAL + TTL + HEARTBEAT + 0.5
+    for target, times in scrapes.items():
+        assert max(_gaps(times, killedAt - INTERVAL, checkedAt)) <= bound, \
+            (target, sorted(times))
+
+    again = make(2, "d2-again").start().waitReady()
+    daemons[2] = again
+    backAt = time.time()
+    _waitShared(daemons, 20)
+    time.sleep(3 * INTERVAL)
+    settledAt = time.time()
+    time.sleep(4 * INTERVAL)
+    endAt = time.time()
+    scrapes = _scrapes(daemons[0], endAt, 60)
+    assert len(scrapes) == TARGETS
+    for target, times in scrapes.items():
+        assert max(_gaps(times, backAt - INTERVAL, endAt)) < \
+            1.5 * INTERVAL, (target, sorted(times))
+        _assertOnceAnInterval(target, times, settledAt, endAt)
+    shares = _shares(daemons)
+    assert all(40 < len(share) < 160 for share in shares), \
+        [len(s) for s in shares]
