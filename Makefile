@@ -9,7 +9,7 @@ RUN_DIR = .run
 # local development node.
 MEETR_CONFIG ?=
 
-.PHONY: venv run test test-unit bench clean peers proto
+.PHONY: venv run test test-cluster test-unit bench clean peers proto
 
 venv: $(VENV)/.installed
 
@@ -35,10 +35,27 @@ else
 endif
 
 # Every test, against the local node (started when it is not running) and
-# the real peer programs some tests talk to (built once, see peers).
+# the real peer programs some tests talk to (built once, see peers); then
+# the cluster tests, on a three-node cluster of its own (test-cluster).
 test: venv peers
 	@node=$$($(DEVNODE) start | tail -n 1) && \
 	  MEETR_TEST_CASSANDRA="$$node" $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
+	@$(MAKE) -s test-cluster
+
+# The tests that need three Cassandra nodes: a cluster on 127.0.0.1-3,
+# ports 19142/17100 (beside the single node's), files in
+# .cassandra-cluster, started for them and stopped after them.
+CLUSTER_ENV = MEETR_NODE_HOME=$(CURDIR)/.cassandra-cluster \
+  MEETR_NODE_PORT=19142 MEETR_NODE_STORAGE_PORT=17100 MEETR_NODE_COUNT=3
+CLUSTER_TESTS = tests/test_cluster.py tests/test_cluster_daemons.py
+
+test-cluster: venv
+	@points=$$($(CLUSTER_ENV) $(DEVNODE) start | tail -n 1) || \
+	  { $(CLUSTER_ENV) $(DEVNODE) stop; exit 1; }; \
+	  $(CLUSTER_ENV) MEETR_TEST_CASSANDRA="$${points%%,*}" \
+	  MEETR_TEST_CLUSTER="$$points" $(PYTHON) -m pytest -q $(CLUSTER_TESTS) \
+	  $(PYTEST_ARGS); status=$$?; $(CLUSTER_ENV) $(DEVNODE) stop; \
+	  exit $$status
 
 # Peer programs of the tests (vmagent, Prometheus), built with `go install` from the Go
 # module proxy into .cache/peers, once per version.

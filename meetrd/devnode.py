@@ -1,5 +1,6 @@
 """
-A real single Apache Cassandra node for development and tests.
+A real single Apache Cassandra node (or a small cluster of them) for
+development and tests.
 
 The node is built only from Maven Central's C{org.apache.cassandra:cassandra-all}
 jars, fetched with Maven, and run on the machine's JDK (17).  Everything lives
@@ -16,6 +17,25 @@ Usage::
     python -m meetrd.devnode start    # idempotent; last stdout line is host:port
     python -m meetrd.devnode status   # exit 0 if a node answers CQL, 3 if not
     python -m meetrd.devnode stop     # SIGTERM, then SIGKILL after a grace period
+
+With C{MEETR_NODE_COUNT} above 1, C{start} runs a cluster instead: node M{i}
+listens on the M{i}-th address from C{MEETR_NODE_ADDRESS} on (127.0.0.1,
+127.0.0.2, ...), all on the same ports, in one data centre C{dc1}; node 1 is
+the seed.  The jars stay in C{lib/}; each node has its own folder::
+
+    node1/conf/ node1/data/ node1/logs/ node1/node.pid
+    node2/...
+
+C{start} then waits until every node sees every other one NORMAL and prints
+the contact points, comma-separated.  One node is handled alone with::
+
+    python -m meetrd.devnode stop-node 2    # SIGTERM, as stop
+    python -m meetrd.devnode kill-node 2    # SIGKILL, as a crash
+    python -m meetrd.devnode start-node 2   # waits until the others see it NORMAL
+
+C{stop} stops every node of the home; C{status} and the node commands find
+the number of nodes from the C{node*} folders when C{MEETR_NODE_COUNT} is
+not set.
 
 Settings come from the environment (see L{NodeSettings.fromEnvironment}).
 Progress goes to stderr; only the contact point goes to stdout.
@@ -37,9 +57,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence, TextIO
+from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 #: The newest 5.0.x release found on Maven Central when this was written.
 DEFAULT_VERSION = "5.0.9"
@@ -51,6 +71,11 @@ DEFAULT_HEAP = "1g"
 DEFAULT_START_TIMEOUT = 240.0
 #: Seconds between SIGTERM and SIGKILL on C{stop}.
 DEFAULT_STOP_GRACE = 30.0
+#: The most nodes C{MEETR_NODE_COUNT} may ask for.
+MAX_NODES = 9
+#: The data centre and rack of every node of a cluster.
+DATACENTER = "dc1"
+RACK = "rack1"
 
 CLUSTER_NAME = "meetr-dev"
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
@@ -98,6 +123,19 @@ FAST_START_PROPERTIES: tuple[str, ...] = (
     "-Dchronicle.analytics.disable=true",
 )
 
+#: Of those, the one the nodes of a cluster do without: it keeps the system
+#: tables, the schema among them, out of the commit log, so a killed node
+#: would come back without the tables created since its last flush.
+UNSAFE_SYSTEM_PROPERTY = "-Dcassandra.unsafesystem=true"
+
+#: System properties added for the nodes of a cluster: a node that knows
+#: peers from an earlier run tries to gossip with them for the ring delay
+#: (30 s by default) before it starts alone, as the seed does on a restart
+#: of the whole cluster.
+CLUSTER_START_PROPERTIES: tuple[str, ...] = (
+    "-Dcassandra.ring_delay_ms=5000",
+)
+
 
 class DevNodeError(Exception):
     """
@@ -126,6 +164,10 @@ class NodeSettings:
     @ivar stop_grace: seconds between SIGTERM and SIGKILL.
     @ivar client_tls: a folder holding C{node.pem} (the node's private key
         and certificate) for TLS on the CQL port, or C{None} for none.
+    @ivar count: the number of nodes; 1 is the single-node layout, with
+        everything directly in C{home}.
+    @ivar index: which node of the cluster these settings describe, from 1
+        (the seed); C{address} is that node's address.
     """
 
     home: Path
@@ -139,6 +181,8 @@ class NodeSettings:
     path: str | None = None
     stop_grace: float = DEFAULT_STOP_GRACE
     client_tls: Path | None = None
+    count: int = 1
+    index: int = 1
 
     @classmethod
     def fromEnvironment(cls, environ: Mapping[str, str]) -> "NodeSettings":
@@ -168,14 +212,16 @@ class NodeSettings:
             path=environ.get("PATH"),
             client_tls=(Path(environ["MEETR_NODE_CLIENT_TLS"]).resolve()
                         if environ.get("MEETR_NODE_CLIENT_TLS") else None),
+            count=parseCount(environ.get("MEETR_NODE_COUNT")),
         ).checked()
 
     def checked(self) -> "NodeSettings":
         """
         Return C{self} once the settings are consistent with each other.
 
-        @raise DevNodeError: the native and storage ports are the same, or
-            the home cannot be on a Java class path.
+        @raise DevNodeError: the native and storage ports are the same, the
+            home cannot be on a Java class path, or there are not enough
+            addresses after C{MEETR_NODE_ADDRESS} for every node.
         """
         if os.pathsep in str(self.home):
             raise DevNodeError(f"MEETR_NODE_HOME={self.home} contains {os.pathsep!r}")
@@ -183,7 +229,88 @@ class NodeSettings:
             raise DevNodeError(
                 f"MEETR_NODE_PORT and MEETR_NODE_STORAGE_PORT are both {self.port}"
             )
+        if not 1 <= self.index <= self.count:
+            raise DevNodeError(f"there is no node {self.index} in a cluster of {self.count}")
+        try:
+            self.nodeAddresses
+        except ValueError:
+            raise DevNodeError(
+                f"MEETR_NODE_ADDRESS={self.seedAddress}: {self.count} nodes need "
+                f"{self.count} addresses from it on"
+            )
         return self
+
+    def forNode(self, index: int) -> "NodeSettings":
+        """
+        The settings of node C{index} of the same cluster: its address and
+        its folder.
+
+        @raise DevNodeError: the cluster has no such node.
+        """
+        if not 1 <= index <= self.count:
+            raise DevNodeError(f"there is no node {index} in a cluster of {self.count}")
+        return replace(self, index=index, address=self.nodeAddresses[index - 1])
+
+    def withCount(self, count: int) -> "NodeSettings":
+        """
+        The settings of node 1 of a cluster of C{count} nodes from the same
+        first address.
+        """
+        return replace(self, count=count, index=1, address=self.seedAddress).checked()
+
+    @property
+    def seedAddress(self) -> str:
+        """
+        The address of node 1, the seed (the first of the addresses).
+        """
+        return str(ipaddress.ip_address(self.address) - (self.index - 1))
+
+    @property
+    def nodeAddresses(self) -> tuple[str, ...]:
+        """
+        The address of each node: consecutive ones from the seed's on.
+
+        @raise ValueError: they run past the last address.
+        """
+        first = ipaddress.ip_address(self.seedAddress)
+        return tuple(str(first + offset) for offset in range(self.count))
+
+    @property
+    def clustered(self) -> bool:
+        """
+        Whether these are the settings of a cluster (more than one node).
+        """
+        return self.count > 1
+
+    @property
+    def name(self) -> str:
+        """
+        How progress messages call this node: C{the node}, or C{node2}.
+        """
+        return f"node{self.index}" if self.clustered else "the node"
+
+    @property
+    def nodeHome(self) -> Path:
+        """
+        The folder of this node's config, data, logs and pid file: the home
+        itself for a single node, C{node<index>/} in it for a cluster.
+        """
+        return self.home / f"node{self.index}" if self.clustered else self.home
+
+    @property
+    def storageEndpoint(self) -> str:
+        """
+        The C{address:port} the node gossips on, as C{system_views.gossip_info}
+        names it.
+        """
+        return f"{self.address}:{self.storage_port}"
+
+    @property
+    def contactPoints(self) -> str:
+        """
+        The C{host:port} of every node, comma-separated.
+        """
+        return ",".join(f"{address}:{self.port}" for address in self.nodeAddresses)
 
     @property
     def contactPoint(self) -> str:
@@ -195,7 +322,7 @@ class NodeSettings:
     @property
     def libDir(self) -> Path:
         """
-        The folder of the node's jars.
+        The folder of the node's jars (shared by every node of a cluster).
         """
         return self.home / "lib"
 
@@ -204,28 +331,28 @@ class NodeSettings:
         """
         The folder of C{cassandra.yaml} and C{logback.xml}.
         """
-        return self.home / "conf"
+        return self.nodeHome / "conf"
 
     @property
     def dataDir(self) -> Path:
         """
         The folder of everything the node persists.
         """
-        return self.home / "data"
+        return self.nodeHome / "data"
 
     @property
     def logDir(self) -> Path:
         """
         The folder of the node's logs.
         """
-        return self.home / "logs"
+        return self.nodeHome / "logs"
 
     @property
     def pidFile(self) -> Path:
         """
         The file holding the pid of the JVM C{start} launched.
         """
-        return self.home / "node.pid"
+        return self.nodeHome / "node.pid"
 
 
 def defaultHome() -> Path:
@@ -258,6 +385,17 @@ def parsePort(name: str, value: str | None, default: int) -> int:
     if not 1 <= port <= 65535:
         raise DevNodeError(f"{name}={value!r} is not between 1 and 65535")
     return port
+
+
+def parseCount(value: str | None) -> int:
+    """
+    Validate a number of nodes, or return 1 when unset or empty.
+    """
+    if not value:
+        return 1
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_NODES:
+        raise DevNodeError(f"MEETR_NODE_COUNT={value!r}: expected a number of nodes from 1 to {MAX_NODES}")
+    return int(value)
 
 
 def parseSeconds(name: str, value: str | None, default: float) -> float:
@@ -338,15 +476,30 @@ def yamlScalar(value: object) -> str:
     return f'"{text}"'
 
 
+def initialToken(index: int, count: int) -> str:
+    """
+    The one token of node C{index} of C{count}: the middle of its equal
+    slice of the Murmur3 ring (C{0} for a single node).
+    """
+    step = 2**64 // count
+    return str(-(2**63) + step * (index - 1) + step // 2)
+
+
 def cassandraYamlValues(settings: NodeSettings) -> dict[str, object]:
     """
-    The flat C{cassandra.yaml} entries of a single dev node.
+    The flat C{cassandra.yaml} entries of a single dev node, or of one node
+    of a cluster.
 
     Every key is a field of Cassandra 5.0's C{org.apache.cassandra.config.Config}
     (5.0 refuses unknown keys).  Lists are rendered as YAML sequences.
+
+    A node of a cluster differs only in its token (evenly spread over the
+    ring), the snitch (C{GossipingPropertyFileSnitch}, reading
+    C{cassandra-rackdc.properties}) and hinted handoff, on as in production
+    so a node that was down catches up.
     """
     data = settings.dataDir
-    return {
+    values: dict[str, object] = {
         "cluster_name": CLUSTER_NAME,
         "num_tokens": 1,
         "initial_token": "0",
@@ -373,6 +526,13 @@ def cassandraYamlValues(settings: NodeSettings) -> dict[str, object]:
         "hinted_handoff_enabled": False,
         "dynamic_snitch": False,
     }
+    if settings.clustered:
+        values.update({
+            "initial_token": initialToken(settings.index, settings.count),
+            "endpoint_snitch": "GossipingPropertyFileSnitch",
+            "hinted_handoff_enabled": True,
+        })
+    return values
 
 
 def renderCassandraYaml(settings: NodeSettings) -> str:
@@ -386,7 +546,7 @@ def renderCassandraYaml(settings: NodeSettings) -> str:
             lines.extend(f"    - {yamlScalar(item)}" for item in value)
         else:
             lines.append(f"{key}: {yamlScalar(value)}")
-    seed = f"{settings.address}:{settings.storage_port}"
+    seed = f"{settings.seedAddress}:{settings.storage_port}"
     lines += [
         "seed_provider:",
         "    - class_name: org.apache.cassandra.locator.SimpleSeedProvider",
@@ -406,6 +566,17 @@ def renderCassandraYaml(settings: NodeSettings) -> str:
             "PEMBasedSslContextFactory",
         ]
     return "\n".join(lines) + "\n"
+
+
+def renderRackdcProperties() -> str:
+    """
+    The C{cassandra-rackdc.properties} of a node of a cluster: data centre
+    and rack, for C{GossipingPropertyFileSnitch}.
+    """
+    return (
+        "# Written by meetrd.devnode on every start: edits are lost.\n"
+        f"dc={DATACENTER}\nrack={RACK}\n"
+    )
 
 
 def renderLogbackXml(settings: NodeSettings) -> str:
@@ -476,11 +647,24 @@ def buildJavaCommand(settings: NodeSettings, java: str, jammJar: Path) -> list[s
         f"-Dcassandra.logdir={settings.logDir}",
         f"-Dlogback.configurationFile={conf / 'logback.xml'}",
         f"-Dcassandra.triggers_dir={conf / 'triggers'}",
-        *FAST_START_PROPERTIES,
+        *startProperties(settings),
         "-cp",
         f"{conf}{os.pathsep}{settings.libDir / '*'}",
         MAIN_CLASS,
     ]
+
+
+def startProperties(settings: NodeSettings) -> tuple[str, ...]:
+    """
+    The system properties that make the node start fast: all of
+    L{FAST_START_PROPERTIES} for a single node; for a node of a cluster, all
+    but L{UNSAFE_SYSTEM_PROPERTY}, and L{CLUSTER_START_PROPERTIES}.
+    """
+    if not settings.clustered:
+        return FAST_START_PROPERTIES
+    return tuple(
+        prop for prop in FAST_START_PROPERTIES if prop != UNSAFE_SYSTEM_PROPERTY
+    ) + CLUSTER_START_PROPERTIES
 
 
 def buildJavaEnvironment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -508,10 +692,14 @@ def writeTextAtomically(path: Path, text: str) -> None:
 
 def writeConfig(settings: NodeSettings) -> None:
     """
-    Write C{conf/cassandra.yaml} and C{conf/logback.xml} for these settings.
+    Write C{conf/cassandra.yaml} and C{conf/logback.xml} for these settings,
+    and C{conf/cassandra-rackdc.properties} for a node of a cluster.
     """
     writeTextAtomically(settings.confDir / "cassandra.yaml", renderCassandraYaml(settings))
     writeTextAtomically(settings.confDir / "logback.xml", renderLogbackXml(settings))
+    if settings.clustered:
+        writeTextAtomically(settings.confDir / "cassandra-rackdc.properties",
+                            renderRackdcProperties())
     (settings.confDir / "triggers").mkdir(exist_ok=True)
 
 
@@ -777,7 +965,7 @@ def ourRunningPid(settings: NodeSettings) -> int | None:
     The pid in the pid file, if it is a live node of this home.
     """
     pid = readPid(settings.pidFile)
-    if pid is not None and isOurNode(pid, settings.home):
+    if pid is not None and isOurNode(pid, settings.nodeHome):
         return pid
     return None
 
@@ -800,9 +988,22 @@ def terminate(pid: int, home: Path, grace: float) -> bool:
     """
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    if waitForExit(pid, home, grace):
+    return killIfStillRunning(pid, home, grace, grace)
+
+
+def killIfStillRunning(
+    pid: int, home: Path, seconds: float, grace: float, name: str = "node"
+) -> bool:
+    """
+    Wait up to C{seconds} for our node to exit, then SIGKILL it; whether it
+    ended.
+
+    @param grace: the grace period the message names.
+    @param name: how the message calls the node.
+    """
+    if waitForExit(pid, home, seconds):
         return True
-    say(f"node (pid {pid}) still runs after {grace:.0f}s: sending SIGKILL")
+    say(f"{name} (pid {pid}) still runs after {grace:.0f}s: sending SIGKILL")
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     return waitForExit(pid, home, 10.0)
@@ -821,7 +1022,7 @@ def launchNode(settings: NodeSettings, environ: Mapping[str, str]) -> subprocess
     with open(settings.logDir / "node.out", "ab") as out:
         return subprocess.Popen(
             command,
-            cwd=settings.home,
+            cwd=settings.nodeHome,
             env=buildJavaEnvironment(environ),
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -846,30 +1047,38 @@ def portAccepts(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def cqlReleaseVersion(settings: NodeSettings, timeout: float = 3.0) -> str | None:
+def driverCluster(
+    settings: NodeSettings, addresses: Sequence[str], timeout: float, only: bool
+) -> Any:
     """
-    The C{release_version} a node on the contact point answers, or C{None}.
+    A cassandra-driver C{Cluster} for the nodes on C{addresses}, on the
+    settings' CQL port, with TLS when the node has it.
+
+    @param only: whether requests go to those addresses only (else to every
+        node the driver finds, as a client's would).
+    @raise DevNodeError: cassandra-driver is not installed.
     """
-    if not portAccepts(settings.address, settings.port):
-        return None
     try:
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import WhiteListRoundRobinPolicy
     except ImportError:
         raise DevNodeError("cassandra-driver is not installed (make venv installs it)")
 
-    profile = ExecutionProfile(
-        load_balancing_policy=WhiteListRoundRobinPolicy([settings.address]),
-        request_timeout=timeout,
-    )
+    if only:
+        profile = ExecutionProfile(
+            load_balancing_policy=WhiteListRoundRobinPolicy(list(addresses)),
+            request_timeout=timeout,
+        )
+    else:
+        profile = ExecutionProfile(request_timeout=timeout)
     sslContext = None
     if settings.client_tls is not None:
         import ssl
 
         sslContext = ssl.create_default_context(
             cafile=str(settings.client_tls / "ca.pem"))
-    cluster = Cluster(
-        contact_points=[settings.address],
+    return Cluster(
+        contact_points=list(addresses),
         port=settings.port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         ssl_context=sslContext,
@@ -878,14 +1087,202 @@ def cqlReleaseVersion(settings: NodeSettings, timeout: float = 3.0) -> str | Non
         schema_metadata_enabled=False,
         token_metadata_enabled=False,
     )
+
+
+def cqlRows(
+    settings: NodeSettings, queries: Sequence[str], timeout: float = 3.0
+) -> list[list[Any]] | None:
+    """
+    The rows of each query, as the node on the contact point answers them
+    itself; C{None} if it does not answer them all.
+    """
+    if not portAccepts(settings.address, settings.port):
+        return None
+    cluster = driverCluster(settings, [settings.address], timeout, only=True)
     try:
         session = cluster.connect()
-        row = session.execute("SELECT release_version FROM system.local").one()
-        return str(row[0]) if row else None
+        return [list(session.execute(query)) for query in queries]
     except Exception:
         return None
     finally:
         cluster.shutdown()
+
+
+def cqlReleaseVersion(settings: NodeSettings, timeout: float = 3.0) -> str | None:
+    """
+    The C{release_version} a node on the contact point answers, or C{None}.
+    """
+    answers = cqlRows(settings, ["SELECT release_version FROM system.local"], timeout)
+    if not answers or not answers[0]:
+        return None
+    return str(answers[0][0][0])
+
+
+@dataclass(frozen=True)
+class GossipEntry:
+    """
+    What one node's gossip says of a node (itself or another).
+
+    @ivar generation: when that node last started, as it told the cluster.
+    @ivar status: its C{STATUS_WITH_PORT}, such as C{NORMAL,0} (empty if
+        unknown).
+    @ivar rpcReady: whether it said it serves CQL.
+    @ivar schema: the version of the schema it has.
+    """
+
+    generation: int
+    status: str
+    rpcReady: bool
+    schema: str
+
+    @property
+    def isNormal(self) -> bool:
+        """
+        Whether the node is a NORMAL member of the ring that serves CQL.
+        """
+        return self.status.split(",", 1)[0] == "NORMAL" and self.rpcReady
+
+
+#: One node's gossip about every node it knows of (Cassandra 4.1 and later).
+#: Only a node's own entry has the legacy C{status}; the others have
+#: C{status_with_port} only.
+GOSSIP_QUERY = (
+    "SELECT address, port, generation, status_with_port, rpc_ready, \"schema\" "
+    "FROM system_views.gossip_info"
+)
+
+
+def gossipView(rows: Sequence[Sequence[Any]]) -> dict[str, GossipEntry]:
+    """
+    The rows of L{GOSSIP_QUERY} by storage endpoint (C{address:port}).
+    """
+    return {
+        f"{address}:{port}": GossipEntry(
+            int(generation or 0), status or "", rpcReady == "true", schema or "")
+        for address, port, generation, status, rpcReady, schema in rows
+    }
+
+
+def gossipProblems(
+    views: Mapping[str, Mapping[str, GossipEntry]], subjects: Sequence[str]
+) -> list[str]:
+    """
+    Why some of C{subjects} are not yet up, NORMAL and of the same schema
+    in the eyes of every node that answers; empty when they all are.
+
+    A node sees a subject up once it has the subject's gossip of its current
+    start (the generation the subject gives itself): a node that was killed
+    stays NORMAL in the others' gossip, but in its old generation.  A node
+    that starts again may have missed schema changes: until it has them,
+    it fails reads of the tables it lacks.
+
+    @param views: the L{gossipView} of each node that answers CQL, by the
+        node's storage endpoint.
+    @param subjects: the storage endpoints of the nodes that must answer.
+    """
+    problems = []
+    for subject in subjects:
+        own = views.get(subject, {}).get(subject)
+        if own is None:
+            problems.append(f"{subject} does not answer CQL")
+            continue
+        for viewer, view in views.items():
+            entry = view.get(subject)
+            if entry is None:
+                problems.append(f"{viewer} does not know {subject}")
+            elif entry.generation != own.generation:
+                problems.append(f"{viewer} has not seen {subject} start")
+            elif not entry.isNormal:
+                ready = "" if entry.rpcReady else ", not ready for CQL"
+                problems.append(f"{viewer} sees {subject} {entry.status or 'with no status'}{ready}")
+            elif viewer not in view or entry.schema != view[viewer].schema:
+                problems.append(f"{viewer} sees {subject} with another schema")
+    return problems
+
+
+@dataclass(frozen=True)
+class NodeProbe:
+    """
+    What a node answers over CQL.
+
+    @ivar version: its release version.
+    @ivar view: its L{gossipView}.
+    """
+
+    version: str
+    view: dict[str, GossipEntry]
+
+
+def probeNode(settings: NodeSettings, timeout: float = 3.0) -> NodeProbe | None:
+    """
+    The release version and gossip view of the node, or C{None} if it does
+    not answer CQL.
+    """
+    answers = cqlRows(
+        settings, ["SELECT release_version FROM system.local", GOSSIP_QUERY], timeout)
+    if not answers or not answers[0]:
+        return None
+    return NodeProbe(str(answers[0][0][0]), gossipView(answers[1]))
+
+
+def driverSeesUp(
+    settings: NodeSettings, viewers: Sequence[NodeSettings],
+    subjects: Sequence[NodeSettings], timeout: float = 5.0,
+) -> bool:
+    """
+    Whether a driver given C{viewers} as contact points finds, and connects
+    to, every one of C{subjects}, as a client of the cluster would.
+    """
+    cluster = driverCluster(settings, [node.address for node in viewers], timeout, only=False)
+    try:
+        cluster.connect()
+        up = {host.address for host in cluster.metadata.all_hosts() if host.is_up}
+        return all(node.address in up for node in subjects)
+    except Exception:
+        return False
+    finally:
+        cluster.shutdown()
+
+
+def waitUntilSettled(
+    settings: NodeSettings, subjects: Sequence[NodeSettings],
+    launched: Mapping[int, subprocess.Popen], deadline: float,
+) -> str:
+    """
+    Poll until every one of C{subjects} answers CQL, every node of the
+    cluster that answers sees each of them up and NORMAL (L{gossipProblems}),
+    and a driver finds them up; the release version of the first subject.
+
+    @param settings: the settings of any node of the cluster.
+    @param launched: the JVMs we launched, by node index, to notice early
+        if one dies.
+    @param deadline: when to give up, in C{time.monotonic()} seconds.
+    @raise DevNodeError: a launched JVM died, or the deadline passed.
+    """
+    nodes = allNodes(settings)
+    endpoints = [node.storageEndpoint for node in subjects]
+    reported = ""
+    while True:
+        for index, process in launched.items():
+            if process.poll() is not None:
+                raise DevNodeError(
+                    f"{settings.forNode(index).name}'s JVM exited with status {process.returncode}")
+        probes = {node.storageEndpoint: probe for node in nodes
+                  if (probe := probeNode(node)) is not None}
+        problems = gossipProblems({e: probe.view for e, probe in probes.items()}, endpoints)
+        if not problems:
+            viewers = [node for node in nodes if node.storageEndpoint in probes]
+            if driverSeesUp(settings, viewers, subjects):
+                return probes[endpoints[0]].version
+            problems = ["the driver does not find every node up yet"]
+        if problems[0] != reported:
+            reported = problems[0]
+            say(f"waiting: {reported}")
+        if time.monotonic() >= deadline:
+            raise DevNodeError(
+                "gave up waiting (MEETR_NODE_START_TIMEOUT is "
+                f"{settings.start_timeout:.0f}s per node): " + "; ".join(problems))
+        time.sleep(1.0)
 
 
 def waitUntilReady(
@@ -902,7 +1299,7 @@ def waitUntilReady(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise DevNodeError(f"the node's JVM exited with status {process.returncode}")
-        if process is None and not isOurNode(pid, settings.home):
+        if process is None and not isOurNode(pid, settings.nodeHome):
             raise DevNodeError(f"the node (pid {pid}) exited")
         version = cqlReleaseVersion(settings)
         if version is not None:
@@ -986,7 +1383,7 @@ def abandon(settings: NodeSettings, process: subprocess.Popen) -> None:
     Kill a JVM that failed to start, and forget its pid.
     """
     if process.poll() is None:
-        say(f"killing the node (pid {process.pid})")
+        say(f"killing {settings.name} (pid {process.pid})")
         process.kill()
         process.wait()
     removePid(settings.pidFile)
@@ -1006,25 +1403,41 @@ def logTails(logs: Sequence[Path], offsets: Sequence[int]) -> str:
 
 def stop(settings: NodeSettings) -> int:
     """
-    Stop the node the pid file names, if it is really ours.
+    Stop every node of the home that is really ours: the single node, and
+    each node of a cluster whose folder is there.
     """
     if not settings.home.is_dir():
         say("no node of ours is running")
         return 0
     with homeLock(settings):
-        pid = readPid(settings.pidFile)
-        if pid is None or not isOurNode(pid, settings.home):
+        running = []
+        for node in homeNodes(settings):
+            pid = readPid(node.pidFile)
+            if pid is not None and isOurNode(pid, node.nodeHome):
+                running.append((node, pid))
+                continue
             if pid is not None:
-                say(f"pid {pid} in {settings.pidFile} is not our node: forgetting it")
-            removePid(settings.pidFile)
+                say(f"pid {pid} in {node.pidFile} is not our node: forgetting it")
+            removePid(node.pidFile)
+        if not running:
             say("no node of ours is running")
             if portAccepts(settings.address, settings.port):
                 say(f"something not started by devnode listens on {settings.contactPoint}; left alone")
             return 0
-        say(f"stopping the node (pid {pid})")
-        if not terminate(pid, settings.home, settings.stop_grace):
-            raise DevNodeError(f"the node (pid {pid}) did not exit, even after SIGKILL")
-        removePid(settings.pidFile)
+        for node, pid in running:
+            say(f"stopping {node.name} (pid {pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + settings.stop_grace
+        stubborn = []
+        for node, pid in running:
+            remaining = max(0.0, deadline - time.monotonic())
+            if not killIfStillRunning(pid, node.nodeHome, remaining, settings.stop_grace, node.name):
+                stubborn.append(f"{node.name} (pid {pid})")
+            else:
+                removePid(node.pidFile)
+        if stubborn:
+            raise DevNodeError(f"{', '.join(stubborn)} did not exit, even after SIGKILL")
         say("stopped")
     return 0
 
@@ -1032,7 +1445,12 @@ def stop(settings: NodeSettings) -> int:
 def status(settings: NodeSettings) -> int:
     """
     Say whether a node answers on the contact point: exit 0 if so, 3 if not.
+
+    For a cluster, say so of each node, and exit 0 only if every node sees
+    every other one up and NORMAL.
     """
+    if settings.clustered:
+        return clusterStatus(settings)
     pid = ourRunningPid(settings)
     version = cqlReleaseVersion(settings)
     owner = f"pid {pid}" if pid is not None else "not started by devnode"
@@ -1046,7 +1464,245 @@ def status(settings: NodeSettings) -> int:
     return EXIT_NOT_RUNNING
 
 
+# --------------------------------------------------------------------------
+# Clusters
+
+
+def allNodes(settings: NodeSettings) -> list[NodeSettings]:
+    """
+    The settings of every node of the cluster, from node 1 on.
+    """
+    return [settings.forNode(index) for index in range(1, settings.count + 1)]
+
+
+def clusterSize(home: Path) -> int:
+    """
+    The number of nodes of the cluster whose folders are in C{home}: the
+    highest M{n} of a C{node<n>/} folder, or 1 when there is none.
+    """
+    indexes = [int(match.group(1)) for path in home.glob("node*")
+               if path.is_dir() and (match := re.fullmatch(r"node([1-9])", path.name))]
+    return max(indexes, default=1)
+
+
+def homeNodes(settings: NodeSettings) -> list[NodeSettings]:
+    """
+    The single node of the home, then each node of the cluster whose
+    folders are in it.
+    """
+    nodes = [settings.withCount(1)]
+    count = clusterSize(settings.home)
+    if count > 1:
+        nodes += allNodes(settings.withCount(count))
+    return nodes
+
+
+@dataclass(frozen=True)
+class Launch:
+    """
+    A node's JVM we launched, and where its logs stood before.
+    """
+
+    process: subprocess.Popen
+    logs: tuple[Path, ...]
+    offsets: tuple[int, ...]
+
+
+def launchLogged(settings: NodeSettings, environ: Mapping[str, str]) -> Launch:
+    """
+    Write the node's config, check its ports are free, launch it and
+    record its pid.
+    """
+    writeConfig(settings)
+    checkPortsFree(settings)
+    logs = (settings.logDir / "node.out", settings.logDir / "system.log")
+    offsets = tuple(fileSize(log) for log in logs)
+    process = launchNode(settings, environ)
+    writePid(settings.pidFile, process.pid)
+    say(f"launched {settings.name} on {settings.address} "
+        f"(pid {process.pid}, heap {settings.heap})")
+    return Launch(process, logs, offsets)
+
+
+def abandonAll(settings: NodeSettings, launches: Mapping[int, Launch]) -> str:
+    """
+    Kill the JVMs we launched (see L{abandon}); the tails of their logs.
+    """
+    tails = []
+    for index, launch in launches.items():
+        node = settings.forNode(index)
+        abandon(node, launch.process)
+        tails.append(f"=== {node.name} ===\n{logTails(launch.logs, launch.offsets)}")
+    return "\n".join(tails)
+
+
+def startCluster(settings: NodeSettings, environ: Mapping[str, str]) -> int:
+    """
+    Make sure every node of the cluster runs and sees every other one up and
+    NORMAL, reusing those that run; print the contact points.
+
+    The seed starts first; once it answers, the other nodes start together
+    (none bootstraps: they take their tokens from C{initial_token}).  The
+    wait is up to the start timeout per node.
+    """
+    nodes = allNodes(settings)
+    began = time.monotonic()
+    with homeLock(settings):
+        single = ourRunningPid(settings.withCount(1))
+        if single is not None:
+            raise DevNodeError(
+                f"the single node of {settings.home} runs (pid {single}) on "
+                f"{settings.withCount(1).contactPoint}: stop it first (make cassandra-stop)")
+        ensureJars(settings)
+        deadline = began + settings.start_timeout * settings.count
+        launches: dict[int, Launch] = {}
+        try:
+            for group, subjects in ((nodes[:1], nodes[:1]), (nodes[1:], nodes)):
+                for node in group:
+                    pid = ourRunningPid(node)
+                    if pid is not None:
+                        say(f"{node.name} already running (pid {pid})")
+                        continue
+                    removePid(node.pidFile)
+                    launches[node.index] = launchLogged(node, environ)
+                version = waitUntilSettled(
+                    settings, subjects,
+                    {index: launch.process for index, launch in launches.items()}, deadline)
+        except BaseException as e:
+            tails = abandonAll(settings, launches)
+            if isinstance(e, DevNodeError):
+                raise DevNodeError("\n".join(filter(None, [str(e), tails]))) from None
+            raise
+    say(f"Cassandra {version}: {settings.count} nodes up and NORMAL "
+        f"in {time.monotonic() - began:.1f}s")
+    print(settings.contactPoints, flush=True)
+    return 0
+
+
+def clusterStatus(settings: NodeSettings) -> int:
+    """
+    Say of each node whether it answers CQL, then whether the cluster is
+    settled: exit 0 if every node sees every other one up and NORMAL, 3 if not.
+    """
+    nodes = allNodes(settings)
+    views = {}
+    for node in nodes:
+        pid = ourRunningPid(node)
+        probe = probeNode(node)
+        owner = f"pid {pid}" if pid is not None else "not started by devnode"
+        if probe is not None:
+            views[node.storageEndpoint] = probe.view
+            print(f"{node.name} running: Cassandra {probe.version} ({owner}) "
+                  f"answers CQL on {node.contactPoint}")
+        elif pid is not None:
+            print(f"{node.name} starting or unresponsive: pid {pid} runs but "
+                  f"{node.contactPoint} does not answer CQL")
+        else:
+            print(f"{node.name} not running: nothing answers CQL on {node.contactPoint}")
+    problems = gossipProblems(views, [node.storageEndpoint for node in nodes])
+    if problems:
+        print("cluster not settled: " + "; ".join(problems))
+        return EXIT_NOT_RUNNING
+    print(f"cluster settled: every node sees all {len(nodes)} up and NORMAL; "
+          f"contact points {settings.contactPoints}")
+    return 0
+
+
+def checkConfigUnchanged(settings: NodeSettings) -> None:
+    """
+    Refuse to restart a node of a cluster with other settings than those it
+    last ran with (it would not find the others, or clash with them).
+
+    @raise DevNodeError: its C{cassandra.yaml} differs from what these
+        settings make.
+    """
+    path = settings.confDir / "cassandra.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return
+    if text != renderCassandraYaml(settings):
+        raise DevNodeError(
+            f"{path} was written with other settings (MEETR_NODE_ADDRESS, "
+            "MEETR_NODE_PORT, MEETR_NODE_STORAGE_PORT, MEETR_NODE_COUNT...): use "
+            "those the cluster was started with, or start the whole cluster again")
+
+
+def startNode(settings: NodeSettings, environ: Mapping[str, str]) -> int:
+    """
+    Start one node of a cluster unless it runs, and wait until it answers
+    CQL and every node that answers sees it up and NORMAL; print its
+    contact point.
+    """
+    began = time.monotonic()
+    with homeLock(settings):
+        launches: dict[int, Launch] = {}
+        pid = ourRunningPid(settings)
+        if pid is not None:
+            say(f"{settings.name} already running (pid {pid})")
+        else:
+            removePid(settings.pidFile)
+            ensureJars(settings)
+            checkConfigUnchanged(settings)
+            launches[settings.index] = launchLogged(settings, environ)
+        try:
+            waitUntilSettled(
+                settings, [settings],
+                {index: launch.process for index, launch in launches.items()},
+                began + settings.start_timeout)
+        except BaseException as e:
+            tails = abandonAll(settings, launches)
+            if isinstance(e, DevNodeError):
+                raise DevNodeError("\n".join(filter(None, [str(e), tails]))) from None
+            raise
+    say(f"{settings.name} is up and NORMAL in {time.monotonic() - began:.1f}s")
+    print(settings.contactPoint, flush=True)
+    return 0
+
+
+def stopNode(settings: NodeSettings, kill: bool = False) -> int:
+    """
+    Stop one node of a cluster: SIGTERM as L{stop} does, or with C{kill}
+    SIGKILL, as a crash would.
+    """
+    with homeLock(settings):
+        pid = readPid(settings.pidFile)
+        if pid is None or not isOurNode(pid, settings.nodeHome):
+            removePid(settings.pidFile)
+            say(f"{settings.name} is not running")
+            return 0
+        if kill:
+            say(f"killing {settings.name} (pid {pid}) with SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            ended = waitForExit(pid, settings.nodeHome, 10.0)
+        else:
+            say(f"stopping {settings.name} (pid {pid})")
+            ended = terminate(pid, settings.nodeHome, settings.stop_grace)
+        if not ended:
+            raise DevNodeError(f"{settings.name} (pid {pid}) did not exit, even after SIGKILL")
+        removePid(settings.pidFile)
+        say("killed" if kill else "stopped")
+    return 0
+
+
 COMMANDS = ("start", "stop", "status")
+NODE_COMMANDS = ("start-node", "stop-node", "kill-node")
+USAGE = (f"usage: python -m meetrd.devnode {{{'|'.join(COMMANDS)}}}\n"
+         f"       python -m meetrd.devnode {{{'|'.join(NODE_COMMANDS)}}} N")
+
+
+def parseArguments(argv: Sequence[str]) -> tuple[str, int | None] | None:
+    """
+    The command and, for the node commands, the node number; C{None} if
+    the arguments are not a command.
+    """
+    if len(argv) == 1 and argv[0] in COMMANDS:
+        return argv[0], None
+    if (len(argv) == 2 and argv[0] in NODE_COMMANDS and argv[1].isdigit()
+            and 1 <= int(argv[1]) <= MAX_NODES):
+        return argv[0], int(argv[1])
+    return None
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -1059,19 +1715,40 @@ def interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     """
-    Run C{start}, C{stop} or C{status}; the process exit code.
+    Run a command (see L{parseArguments}); the process exit code.
+
+    Without C{MEETR_NODE_COUNT}, C{status} and the node commands take the
+    cluster whose folders are in the home (C{status} only when the home's
+    single node does not run).
     """
     signal.signal(signal.SIGTERM, interrupt)
-    if len(argv) != 1 or argv[0] not in COMMANDS:
-        print(f"usage: python -m meetrd.devnode {{{'|'.join(COMMANDS)}}}", file=sys.stderr)
+    parsed = parseArguments(argv)
+    if parsed is None:
+        print(USAGE, file=sys.stderr)
         return 2
+    command, index = parsed
     try:
         settings = NodeSettings.fromEnvironment(environ)
-        if argv[0] == "start":
+        if command == "start":
+            if settings.clustered:
+                return startCluster(settings, environ)
             return start(settings, environ)
-        if argv[0] == "stop":
+        if command == "stop":
             return stop(settings)
-        return status(settings)
+        if not environ.get("MEETR_NODE_COUNT") and (
+                index is not None or ourRunningPid(settings) is None):
+            settings = settings.withCount(clusterSize(settings.home))
+        if command == "status":
+            return status(settings)
+        if not settings.clustered:
+            raise DevNodeError(
+                f"{command} needs a cluster: MEETR_NODE_COUNT above 1, or node folders "
+                f"in {settings.home} (make cassandra NODES=3 starts one)")
+        assert index is not None
+        node = settings.forNode(index)
+        if command == "start-node":
+            return startNode(node, environ)
+        return stopNode(node, kill=command == "kill-node")
     except DevNodeError as e:
         say(f"error: {e}")
         return 1

@@ -310,6 +310,9 @@ def test_defaultsFromEmptyEnvironment() -> None:
     assert settings.heap == "1g"
     assert settings.start_timeout == 240.0
     assert settings.contactPoint == "127.0.0.1:19042"
+    assert settings.count == 1 and not settings.clustered
+    assert settings.pidFile == settings.home / "node.pid"
+    assert settings.dataDir == settings.home / "data"
 
 
 def test_environmentOverridesEverySetting(tmp_path: Path) -> None:
@@ -339,6 +342,7 @@ def test_emptyVariablesMeanDefaults() -> None:
     empty = {name: "" for name in (
         "MEETR_NODE_HOME", "MEETR_NODE_PORT", "MEETR_NODE_STORAGE_PORT",
         "MEETR_NODE_VERSION", "MEETR_NODE_HEAP", "MEETR_NODE_START_TIMEOUT", "JAVA_HOME",
+        "MEETR_NODE_COUNT",
     )}
     assert NodeSettings.fromEnvironment(empty) == NodeSettings.fromEnvironment({})
 
@@ -356,6 +360,9 @@ def test_emptyVariablesMeanDefaults() -> None:
     ("MEETR_NODE_START_TIMEOUT", "-1"),
     ("MEETR_NODE_START_TIMEOUT", "soon"),
     ("MEETR_NODE_HOME", "/tmp/a:b"),
+    ("MEETR_NODE_COUNT", "0"),
+    ("MEETR_NODE_COUNT", "10"),
+    ("MEETR_NODE_COUNT", "three"),
 ])
 def test_invalidSettingsAreRefused(name: str, value: str) -> None:
     """A value that cannot work (bad port, host name, heap, version, clash) is a DevNodeError."""
@@ -698,3 +705,351 @@ def test_mainReportsBadSettings(capsys) -> None:
     """A bad setting makes main exit 1 with the reason on stderr."""
     assert devnode.main(["status"], {"MEETR_NODE_PORT": "x"}) == 1
     assert "MEETR_NODE_PORT" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# Clusters
+
+
+def clusterFor(tmp_path: Path, count: int = 3, **overrides: object) -> NodeSettings:
+    """
+    The settings of node 1 of a cluster of C{count} nodes under C{tmp_path}.
+    """
+    return settingsFor(tmp_path, count=count, **overrides).checked()
+
+
+def test_countFromEnvironment(tmp_path: Path) -> None:
+    """MEETR_NODE_COUNT sets the number of nodes; the settings are node 1's."""
+    settings = NodeSettings.fromEnvironment(
+        {"MEETR_NODE_HOME": str(tmp_path), "MEETR_NODE_COUNT": "3"})
+    assert (settings.count, settings.index, settings.address) == (3, 1, "127.0.0.1")
+    assert settings.clustered
+    assert settings.contactPoints == "127.0.0.1:19042,127.0.0.2:19042,127.0.0.3:19042"
+
+
+def test_nodesTakeConsecutiveAddressesAndOwnFolders(tmp_path: Path) -> None:
+    """Node i listens on the i-th address from the first on and lives in node<i>/; the jars are shared."""
+    settings = clusterFor(tmp_path, address="127.0.0.2", port=29042)
+    nodes = devnode.allNodes(settings)
+    assert [node.address for node in nodes] == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+    assert [node.index for node in nodes] == [1, 2, 3]
+    assert [node.name for node in nodes] == ["node1", "node2", "node3"]
+    third = nodes[2]
+    assert third.nodeHome == settings.home / "node3"
+    assert third.confDir == settings.home / "node3" / "conf"
+    assert third.dataDir == settings.home / "node3" / "data"
+    assert third.logDir == settings.home / "node3" / "logs"
+    assert third.pidFile == settings.home / "node3" / "node.pid"
+    assert third.libDir == settings.libDir == settings.home / "lib"
+    assert third.seedAddress == "127.0.0.2"
+    assert third.contactPoint == "127.0.0.4:29042"
+    assert third.storageEndpoint == "127.0.0.4:17000"
+    assert third.contactPoints == settings.contactPoints == (
+        "127.0.0.2:29042,127.0.0.3:29042,127.0.0.4:29042")
+    assert third.forNode(1) == settings
+
+
+def test_singleNodeLayoutUnchanged(tmp_path: Path) -> None:
+    """With one node, everything stays directly in the home, as before clusters."""
+    settings = settingsFor(tmp_path)
+    assert settings.nodeHome == settings.home
+    assert settings.name == "the node"
+    assert settings.contactPoints == settings.contactPoint == "127.0.0.1:19042"
+    assert settings.withCount(3).withCount(1) == settings
+
+
+def test_noSuchNode(tmp_path: Path) -> None:
+    """A node number outside the cluster is a DevNodeError."""
+    settings = clusterFor(tmp_path)
+    for index in (0, 4):
+        with pytest.raises(DevNodeError, match=f"no node {index} in a cluster of 3"):
+            settings.forNode(index)
+
+
+def test_addressesMustNotRunOut(tmp_path: Path) -> None:
+    """A cluster needs count addresses from MEETR_NODE_ADDRESS on."""
+    with pytest.raises(DevNodeError, match="MEETR_NODE_ADDRESS"):
+        NodeSettings.fromEnvironment({
+            "MEETR_NODE_HOME": str(tmp_path), "MEETR_NODE_ADDRESS": "255.255.255.254",
+            "MEETR_NODE_COUNT": "3"})
+
+
+def test_initialTokensSpreadEvenly() -> None:
+    """Each node's token is the middle of its equal slice of the Murmur3 ring; one node's is 0."""
+    assert devnode.initialToken(1, 1) == "0"
+    tokens = [int(devnode.initialToken(index, 3)) for index in (1, 2, 3)]
+    assert tokens == sorted(tokens) and len(set(tokens)) == 3
+    assert all(-(2**63) < token < 2**63 for token in tokens)
+    assert tokens[1] - tokens[0] == tokens[2] - tokens[1] == 2**64 // 3
+
+
+def test_clusterYamlPerNode(tmp_path: Path) -> None:
+    """Each node's yaml has its own address and token, node 1 as seed, GossipingPropertyFileSnitch."""
+    yaml = pytest.importorskip("yaml")
+    settings = clusterFor(tmp_path, port=29042, storage_port=27000)
+    configs = [yaml.safe_load(devnode.renderCassandraYaml(node))
+               for node in devnode.allNodes(settings)]
+    for index, config in enumerate(configs, 1):
+        address = f"127.0.0.{index}"
+        assert config["listen_address"] == config["rpc_address"] == address
+        assert config["native_transport_port"] == 29042
+        assert config["storage_port"] == 27000
+        assert config["seed_provider"][0]["parameters"][0]["seeds"] == "127.0.0.1:27000"
+        assert config["endpoint_snitch"] == "GossipingPropertyFileSnitch"
+        assert config["initial_token"] == devnode.initialToken(index, 3)
+        assert config["num_tokens"] == 1
+        assert config["auto_bootstrap"] is False
+        assert config["hinted_handoff_enabled"] is True
+        assert config["cluster_name"] == devnode.CLUSTER_NAME
+
+
+def test_clusterYamlKeepsEachNodeUnderItsFolder(tmp_path: Path) -> None:
+    """Every directory in a node's yaml is under that node's own data folder."""
+    yaml = pytest.importorskip("yaml")
+    node = clusterFor(tmp_path).forNode(2)
+    config = yaml.safe_load(devnode.renderCassandraYaml(node))
+    directories = config["data_file_directories"] + [
+        config[key] for key in ("commitlog_directory", "saved_caches_directory",
+                                "hints_directory", "cdc_raw_directory")
+    ]
+    for directory in directories:
+        assert Path(directory).is_relative_to(node.home / "node2" / "data")
+
+
+def test_clusterYamlKeysAreCassandra50ConfigFields(tmp_path: Path) -> None:
+    """A cluster node's yaml keys are Cassandra 5.0 Config fields too."""
+    keys = topLevelYamlKeys(devnode.renderCassandraYaml(clusterFor(tmp_path).forNode(3)))
+    assert len(keys) == len(set(keys))
+    assert set(keys) <= CASSANDRA_50_CONFIG_FIELDS
+
+
+def test_rackdcProperties() -> None:
+    """cassandra-rackdc.properties puts the node in data centre dc1, rack rack1."""
+    lines = devnode.renderRackdcProperties().splitlines()
+    entries = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert entries == {"dc": "dc1", "rack": "rack1"}
+
+
+def test_writeConfigOfAClusterNode(tmp_path: Path) -> None:
+    """A node of a cluster gets cassandra-rackdc.properties beside its yaml, in its own conf/."""
+    node = clusterFor(tmp_path).forNode(2)
+    devnode.writeConfig(node)
+    names = sorted(p.name for p in (tmp_path / "node" / "node2" / "conf").iterdir())
+    assert names == ["cassandra-rackdc.properties", "cassandra.yaml", "logback.xml", "triggers"]
+
+
+def test_clusterJavaCommand(tmp_path: Path) -> None:
+    """A node's JVM reads its own conf/ (the snitch finds its properties on the class path) and keeps the system tables durable."""
+    node = clusterFor(tmp_path).forNode(2)
+    command = devnode.buildJavaCommand(node, "java", node.libDir / "jamm-0.4.0.jar")
+    classpath = command[command.index("-cp") + 1]
+    assert classpath == f"{node.home}/node2/conf:{node.home}/lib/*"
+    assert f"-Dcassandra.storagedir={node.home}/node2/data" in command
+    assert devnode.UNSAFE_SYSTEM_PROPERTY not in command
+    assert set(devnode.CLUSTER_START_PROPERTIES) <= set(command)
+    assert devnode.cmdlineIsOurNode(command, node.nodeHome)
+    assert not devnode.cmdlineIsOurNode(command, node.forNode(1).nodeHome)
+
+
+def test_singleNodeStartProperties(tmp_path: Path) -> None:
+    """A single node keeps every fast-start property and none of the cluster's."""
+    assert devnode.startProperties(settingsFor(tmp_path)) == devnode.FAST_START_PROPERTIES
+    assert devnode.UNSAFE_SYSTEM_PROPERTY in devnode.FAST_START_PROPERTIES
+
+
+def test_clusterSizeFromFolders(tmp_path: Path) -> None:
+    """The cluster's size is the highest node<n>/ folder in the home; 1 when none."""
+    assert devnode.clusterSize(tmp_path / "missing") == 1
+    for name in ("node1", "node3", "nodes", "node10", "lib"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "node7").write_text("a file, not a node")
+    assert devnode.clusterSize(tmp_path) == 3
+
+
+def test_homeNodesAreTheSingleNodeThenTheCluster(tmp_path: Path) -> None:
+    """stop looks at the home's single node and at each node of the cluster found there."""
+    settings = settingsFor(tmp_path)
+    assert devnode.homeNodes(settings) == [settings]
+    (settings.home / "node2").mkdir(parents=True)
+    nodes = devnode.homeNodes(settings)
+    assert [(node.count, node.index, node.nodeHome) for node in nodes] == [
+        (1, 1, settings.home), (2, 1, settings.home / "node1"), (2, 2, settings.home / "node2")]
+
+
+def gossip(generation: int = 7, status: str = "NORMAL,0", rpcReady: bool = True,
+           schema: str = "s1") -> devnode.GossipEntry:
+    """
+    A gossip entry, NORMAL and ready unless told otherwise.
+    """
+    return devnode.GossipEntry(generation, status, rpcReady, schema)
+
+
+def test_gossipViewFromRows() -> None:
+    """gossip_info rows become entries by address:port; missing values are empty."""
+    view = devnode.gossipView([
+        ("127.0.0.1", 17000, 11, "NORMAL,0", "true", "s1"),
+        ("127.0.0.2", 17000, None, None, None, None),
+    ])
+    assert view == {
+        "127.0.0.1:17000": gossip(11, "NORMAL,0", True, "s1"),
+        "127.0.0.2:17000": gossip(0, "", False, ""),
+    }
+    assert '"schema"' in devnode.GOSSIP_QUERY
+
+
+def test_gossipEntryIsNormal() -> None:
+    """An entry is NORMAL only with a NORMAL status and CQL ready."""
+    assert gossip().isNormal
+    assert not gossip(status="BOOT,0").isNormal
+    assert not gossip(status="").isNormal
+    assert not gossip(rpcReady=False).isNormal
+
+
+A, B, C = "127.0.0.1:17000", "127.0.0.2:17000", "127.0.0.3:17000"
+
+
+def test_gossipSettled() -> None:
+    """Three nodes that each see all three NORMAL, in their current generation and schema, have no problems."""
+    view = {A: gossip(1), B: gossip(2), C: gossip(3)}
+    assert devnode.gossipProblems({A: view, B: view, C: view}, [A, B, C]) == []
+
+
+def test_gossipProblemsOfAStartingCluster() -> None:
+    """A node that does not answer, one unknown to another, one still joining: each is named."""
+    views = {
+        A: {A: gossip(1), B: gossip(2, status="BOOT,0")},
+        B: {A: gossip(1), B: gossip(2, status="BOOT,0")},
+    }
+    assert devnode.gossipProblems(views, [A, B, C]) == [
+        f"{A} sees {B} BOOT,0",
+        f"{B} sees {B} BOOT,0",
+        f"{C} does not answer CQL",
+    ]
+    views[A].pop(B)
+    assert f"{A} does not know {B}" in devnode.gossipProblems(views, [B])
+
+
+def test_gossipProblemsOfARestartedNode() -> None:
+    """A restarted node still NORMAL in an old generation, or of another schema, is not settled yet."""
+    old = {A: gossip(1), B: gossip(2), C: gossip(3)}
+    restarted = {A: gossip(1), B: gossip(2), C: gossip(9, schema="s0")}
+    views = {A: old, B: old, C: restarted}
+    assert devnode.gossipProblems(views, [C]) == [
+        f"{A} has not seen {C} start",
+        f"{B} has not seen {C} start",
+    ]
+    views = {A: restarted, B: restarted, C: restarted}
+    assert devnode.gossipProblems(views, [C]) == [
+        f"{A} sees {C} with another schema",
+        f"{B} sees {C} with another schema",
+    ]
+    settled = {A: gossip(1), B: gossip(2), C: gossip(9)}
+    assert devnode.gossipProblems({A: settled, C: settled}, [C]) == []
+
+
+def test_waitUntilSettledGivesUpNamingTheProblem(tmp_path: Path, monkeypatch) -> None:
+    """Past the deadline, the wait fails naming what is missing and the start timeout."""
+    monkeypatch.setattr(devnode, "probeNode", lambda node, timeout=3.0: None)
+    settings = clusterFor(tmp_path, start_timeout=5.0)
+    with pytest.raises(DevNodeError, match="127.0.0.1:17000 does not answer CQL") as e:
+        devnode.waitUntilSettled(settings, [settings], {}, time.monotonic())
+    assert "MEETR_NODE_START_TIMEOUT" in str(e.value)
+
+
+def test_waitUntilSettledNoticesADeadJvm(tmp_path: Path, monkeypatch) -> None:
+    """A launched JVM that exits fails the wait at once, naming the node."""
+    monkeypatch.setattr(devnode, "probeNode", lambda node, timeout=3.0: None)
+    process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    process.wait()
+    settings = clusterFor(tmp_path)
+    with pytest.raises(DevNodeError, match="node2's JVM exited with status 3"):
+        devnode.waitUntilSettled(settings, [settings], {2: process}, time.monotonic() + 60)
+
+
+def test_checkConfigUnchanged(tmp_path: Path) -> None:
+    """A node restarts only with the settings its yaml was written with (or with no yaml yet)."""
+    node = clusterFor(tmp_path).forNode(3)
+    devnode.checkConfigUnchanged(node)
+    devnode.writeConfig(node)
+    devnode.checkConfigUnchanged(node)
+    moved = clusterFor(tmp_path, storage_port=27001).forNode(3)
+    with pytest.raises(DevNodeError, match="other settings"):
+        devnode.checkConfigUnchanged(moved)
+
+
+def test_stopStopsEveryNodeOfTheHome(tmp_path: Path, fakeNode) -> None:
+    """stop SIGTERMs each node of a cluster in the home, and forgets their pids."""
+    settings = settingsFor(tmp_path, port=freePort())
+    nodes = devnode.allNodes(settings.withCount(2))
+    processes = []
+    for node in nodes:
+        processes.append(fakeNode(node.nodeHome))
+        devnode.writePid(node.pidFile, processes[-1].pid)
+    assert devnode.stop(settings) == 0
+    assert [process.wait(timeout=10) for process in processes] == [-signal.SIGTERM] * 2
+    assert not any(node.pidFile.exists() for node in nodes)
+
+
+def test_killNodeKillsOnlyThatNode(tmp_path: Path, fakeNode) -> None:
+    """kill-node SIGKILLs its node, even one ignoring SIGTERM, and leaves the others."""
+    settings = clusterFor(tmp_path, port=freePort())
+    nodes = devnode.allNodes(settings)
+    processes = [fakeNode(node.nodeHome, ignoreTerm=True) for node in nodes]
+    for node, process in zip(nodes, processes):
+        devnode.writePid(node.pidFile, process.pid)
+    assert devnode.stopNode(nodes[2], kill=True) == 0
+    assert processes[2].wait(timeout=10) == -signal.SIGKILL
+    assert not nodes[2].pidFile.exists()
+    assert processes[0].poll() is None and processes[1].poll() is None
+    assert devnode.stopNode(nodes[2]) == 0
+
+
+def test_stopNodeTerminates(tmp_path: Path, fakeNode) -> None:
+    """stop-node SIGTERMs its node and forgets its pid."""
+    node = clusterFor(tmp_path, port=freePort()).forNode(2)
+    process = fakeNode(node.nodeHome)
+    devnode.writePid(node.pidFile, process.pid)
+    assert devnode.stopNode(node) == 0
+    assert process.wait(timeout=10) == -signal.SIGTERM
+    assert not node.pidFile.exists()
+
+
+def test_clusterStatusWithNothingAnswering(tmp_path: Path, capsys) -> None:
+    """status of a cluster says each node is not running, and exits 3."""
+    settings = clusterFor(tmp_path, address="127.0.0.5", port=freePort())
+    assert devnode.status(settings) == devnode.EXIT_NOT_RUNNING
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 2)[:2] for line in out[:3]] == [
+        ["node1", "not"], ["node2", "not"], ["node3", "not"]]
+    assert out[3].startswith("cluster not settled: 127.0.0.5:17000 does not answer CQL")
+
+
+@pytest.mark.parametrize("argv, parsed", [
+    (["start"], ("start", None)),
+    (["stop"], ("stop", None)),
+    (["status"], ("status", None)),
+    (["start-node", "2"], ("start-node", 2)),
+    (["stop-node", "1"], ("stop-node", 1)),
+    (["kill-node", "9"], ("kill-node", 9)),
+    (["kill-node"], None),
+    (["kill-node", "0"], None),
+    (["kill-node", "10"], None),
+    (["kill-node", "x"], None),
+    (["start", "2"], None),
+    (["start-node", "2", "3"], None),
+])
+def test_parseArguments(argv: list[str], parsed: object) -> None:
+    """The three commands take nothing; the node commands take a node number from 1 to 9."""
+    assert devnode.parseArguments(argv) == parsed
+
+
+def test_mainNodeCommandNeedsACluster(tmp_path: Path, capsys) -> None:
+    """A node command on a home with no cluster, or for a node past its size, exits 1 saying why."""
+    environ = {"MEETR_NODE_HOME": str(tmp_path), "MEETR_NODE_PORT": str(freePort())}
+    assert devnode.main(["kill-node", "2"], environ) == 1
+    assert "needs a cluster" in capsys.readouterr().err
+    assert devnode.main(["kill-node", "4"], {**environ, "MEETR_NODE_COUNT": "3"}) == 1
+    assert "no node 4 in a cluster of 3" in capsys.readouterr().err
+    (tmp_path / "node2").mkdir()
+    assert devnode.main(["stop-node", "2"], environ) == 0
+    assert "node2 is not running" in capsys.readouterr().err
