@@ -84,6 +84,15 @@ def cassandraPid(port: int | None = None) -> int | None:
             return pid
     except (OSError, ValueError, IndexError):
         pass
+    found = cassandraPids()
+    return found[0] if len(found) == 1 else None
+
+
+def cassandraPids(home: bytes = b"") -> list[int]:
+    """
+    The pids of the Cassandra JVMs running now (those whose command line
+    names C{home}, when given).
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -92,9 +101,9 @@ def cassandraPid(port: int | None = None) -> int | None:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"CassandraDaemon" in cmdline:
+        if b"CassandraDaemon" in cmdline and home in cmdline:
             found.append(int(entry.name))
-    return found[0] if len(found) == 1 else None
+    return found
 
 
 def machineTicks() -> tuple[int, int, int]:

@@ -97,10 +97,13 @@ def graphiteLines(points: list[Any]) -> bytes:
 
 
 def postAll(port: int, path: str, bodies: list[bytes],
-            headers: dict[str, str]) -> list[int]:
+            headers: dict[str, str], retried: list[int] | None = None
+            ) -> list[int]:
     """
     POST every body, C{CONNECTIONS} keep-alive connections at once; the
-    status of each answer.
+    status of each answer.  With C{retried}, a body answered 503 is sent
+    again after 0.2 s (as a client would), and C{retried[0]} counts the
+    503s.
     """
     statuses: list[int] = []
     queue = list(reversed(bodies))
@@ -113,9 +116,15 @@ def postAll(port: int, path: str, bodies: list[bytes],
                 if not queue:
                     break
                 body = queue.pop()
-            conn.request("POST", path, body, headers)
-            reply = conn.getresponse()
-            reply.read()
+            while True:
+                conn.request("POST", path, body, headers)
+                reply = conn.getresponse()
+                reply.read()
+                if reply.status != 503 or retried is None:
+                    break
+                with lock:
+                    retried[0] += 1
+                time.sleep(0.2)
             with lock:
                 statuses.append(reply.status)
         conn.close()

@@ -52,7 +52,7 @@ INGEST = str(Path(__file__).with_name("ingest.py"))
 #: each module's runner class, whose C{run()} gives what its C{report}
 #: prints.
 EXTRAS = {"scale": "Scale", "rollups": "Rollups", "throughput": "Throughput",
-          "protocols": "Protocols"}
+          "protocols": "Protocols", "cluster": "Cluster"}
 
 
 def parseArgs(argv: list[str]) -> argparse.Namespace:
@@ -92,6 +92,10 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-protocols", action="store_true",
                         help="skip JSON, remote write and Graphite side by "
                              "side (bench/protocols.py, about 2 minutes)")
+    parser.add_argument("--no-cluster", action="store_true",
+                        help="skip one instance against three on a "
+                             "three-node cluster (bench/cluster.py, about "
+                             "4 minutes)")
     parser.add_argument("--only", choices=("ingest", "search", *EXTRAS),
                         help="run this benchmark only")
     parser.add_argument("--json", metavar="PATH",
