@@ -1,6 +1,7 @@
 """
 Three real daemons sharing the hunt of 300 loopback targets by
-themselves (C{hunter.shard: auto}, 2 s interval, heartbeats every second
+themselves (on the three-node cluster in C{make test-cluster}, on the
+test node otherwise) (C{hunter.shard: auto}, 2 s interval, heartbeats every second
 alive for 3 s), checked by the scrapes Cassandra holds (each scrape
 stores an C{up} sample at its start): in steady state every target is
 scraped once an interval, by one instance; one instance SIGKILLed, its
@@ -21,6 +22,8 @@ import pytest
 
 from tests.promserver import promQuery
 from tests.support import Daemon, daemonSettings, uniqueKeyspace
+from tests.test_cluster import contactPoints
+from tests.test_cluster_daemons import clusterSettings
 
 pytestmark = pytest.mark.cassandra
 
@@ -60,12 +63,21 @@ class Page(BaseHTTPRequestHandler):
 
 def _settings(keyspace: str, node: tuple[str, int], target: str,
               name: str) -> dict[str, Any]:
-    return daemonSettings(keyspace, node, hunter={
+    """
+    A daemon of the fleet: on the three-node cluster when
+    C{MEETR_TEST_CLUSTER} names one (C{make test-cluster}), replicated
+    three times, else on the test node.
+    """
+    hunter = {
         "instance": name, "heartbeat": f"{HEARTBEAT}s",
         "heartbeat_ttl": f"{TTL}s",
         "targets": [{"job": "share", "nodes": [target], "path": f"/t{i}",
                      "interval": f"{INTERVAL}s", "labels": {"t": str(i)}}
-                    for i in range(TARGETS)]})
+                    for i in range(TARGETS)]}
+    points = contactPoints()
+    if len(points) >= 3:
+        return clusterSettings(points, keyspace, hunter=hunter)
+    return daemonSettings(keyspace, node, hunter=hunter)
 
 
 @pytest.fixture()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from meetrd.promql.engine import Evaluator, Sample, Scalar, Series
@@ -346,3 +346,25 @@ def test_summarizedSelectors() -> None:
                       "sum_over_time(z[5m] @ 100)")
     assert {r.selector.metricName
             for r in summarizedSelectors(expr, MIN)} == {"x", "z"}
+
+
+def test_emptyRangeSelectorIsAMatrix() -> None:
+    """
+    An instant query of a range selector that finds nothing is still a
+    matrix, as Prometheus answers it.
+    """
+    class Empty:
+        sliceMs = 3_600_000
+
+        def findSeries(self, *args: object) -> Deferred[list[object]]:
+            return succeed([])
+
+        def readSamples(self, *args: object) -> Deferred[dict[bytes, object]]:
+            return succeed({})
+
+    answers: list[tuple[int, dict[str, object]]] = []
+    QueryAPI(Empty(), Limits(), Clock()).query(
+        {b"query": [b"up[5m]"], b"time": [b"1000"]}).addCallback(
+        answers.append)
+    assert answers == [(200, {"status": "success", "data": {
+        "resultType": "matrix", "result": []}})]

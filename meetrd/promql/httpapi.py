@@ -34,7 +34,7 @@ from meetrd.promql.selectors import (
     summarizedSelectors,
     summarizeSelected,
 )
-from meetrd.promql.syntax import Selector, parseQuery
+from meetrd.promql.syntax import RangeSelector, Selector, parseQuery
 from meetrd.readplan import SearchTooWide
 from meetrd.settings import Limits
 from meetrd.store import ReadProgress, StoreUnavailable
@@ -249,7 +249,7 @@ class QueryAPI:
         if isinstance(value, Text):
             return {"resultType": "string",
                     "result": [formatTime(at), value.value]}
-        if value and hasattr(value[0], "ts"):
+        if isinstance(expr, RangeSelector):
             return {"resultType": "matrix", "result": _matrixJSON(value)}
         return {"resultType": "vector",
                 "result": [{"metric": dict(s.labels),
