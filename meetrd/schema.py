@@ -378,24 +378,13 @@ def schemaRunner(session: Any, timeout: float) -> Any:
     (the live node of the lowest address) and waits for schema
     agreement.
     """
-    from cassandra.cluster import ExecutionProfile
-    from cassandra.policies import WhiteListRoundRobinPolicy
-
     cluster = session.cluster
     hosts = sorted((h for h in cluster.metadata.all_hosts() if h.is_up),
                    key=lambda h: (str(h.endpoint.address), h.endpoint.port))
-    if not hosts:
-        return lambda ddl: session.execute(ddl, timeout=timeout)
-    chosen = hosts[0]
-    name = "meetrd-schema"
-    if name not in cluster.profile_manager.profiles:
-        cluster.add_execution_profile(name, ExecutionProfile(
-            load_balancing_policy=WhiteListRoundRobinPolicy(
-                [chosen.endpoint.address]),
-            request_timeout=timeout), pool_wait_timeout=timeout)
+    chosen = hosts[0] if hosts else None
 
     def run(ddl: str) -> None:
-        session.execute(ddl, timeout=timeout, execution_profile=name)
+        session.execute(ddl, timeout=timeout, host=chosen)
         cluster.control_connection.wait_for_schema_agreement(
             wait_time=timeout)
 

@@ -28,6 +28,9 @@ from tests.test_cluster_daemons import clusterSettings
 pytestmark = pytest.mark.cassandra
 
 TARGETS = 300
+# Loopback nodes the targets are spread over (10 pages each), as 300
+# targets of a fleet would be: a hunter keeps two connections a node.
+NODES = 30
 INTERVAL = 2.0
 HEARTBEAT = 1.0
 TTL = 3.0
@@ -61,7 +64,7 @@ class Page(BaseHTTPRequestHandler):
         pass
 
 
-def _settings(keyspace: str, node: tuple[str, int], target: str,
+def _settings(keyspace: str, node: tuple[str, int], nodes: list[str],
               name: str) -> dict[str, Any]:
     """
     A daemon of the fleet: on the three-node cluster when
@@ -71,7 +74,8 @@ def _settings(keyspace: str, node: tuple[str, int], target: str,
     hunter = {
         "instance": name, "heartbeat": f"{HEARTBEAT}s",
         "heartbeat_ttl": f"{TTL}s",
-        "targets": [{"job": "share", "nodes": [target], "path": f"/t{i}",
+        "targets": [{"job": "share", "nodes": [nodes[i % len(nodes)]],
+                     "path": f"/t{i}",
                      "interval": f"{INTERVAL}s", "labels": {"t": str(i)}}
                     for i in range(TARGETS)]}
     points = contactPoints()
@@ -85,17 +89,18 @@ def fleet(tmp_path: Path, node: tuple[str, int]
           ) -> Iterator[tuple[list[Daemon], Any]]:
     """
     Three daemons on one fresh keyspace, started at the same moment,
-    hunting one loopback node's 300 pages; and a function that starts a
+    hunting 300 pages of 30 loopback nodes; and a function that starts a
     daemon again.
     """
-    pages = Pages()
-    threading.Thread(target=pages.serve_forever, daemon=True).start()
+    pages = [Pages() for _ in range(NODES)]
+    for server in pages:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
     keyspace = uniqueKeyspace("share")
     daemons: list[Daemon] = []
 
     def make(index: int, folder: str) -> Daemon:
         return Daemon(tmp_path / folder, _settings(
-            keyspace, node, pages.node, f"i{index}"))
+            keyspace, node, [server.node for server in pages], f"i{index}"))
 
     try:
         for index in range(3):
@@ -108,7 +113,8 @@ def fleet(tmp_path: Path, node: tuple[str, int]
     finally:
         for daemon in daemons:
             daemon.stop()
-        pages.shutdown()
+        for server in pages:
+            server.shutdown()
 
 
 def _shares(daemons: list[Daemon]) -> list[set[str]]:

@@ -127,12 +127,15 @@ class HunterService(Service):
     def _membersChanged(self, members: tuple[str, ...]) -> None:
         """
         Take the targets the new members give this instance.  Targets
-        given to another member are scraped for one more heartbeat: the
-        newcomer starts its share only once it has read the members, so
-        stopping them at once could leave a due scrape to nobody.
+        given to another member are scraped on for C{heartbeat_ttl}: the
+        newcomer starts its share only once it has written its heartbeat,
+        read the members and started its schedules, which on a busy
+        cluster can take longer than a heartbeat; stopping them at once
+        could leave a due scrape to nobody.  A few scrapes twice is the
+        price.
         """
         self.reloadTargetFiles(force=True,
-                               linger=self.settings.hunter.heartbeat)
+                               linger=self.settings.hunter.heartbeat_ttl)
 
     def reloadTargetFiles(self, force: bool = False,
                           linger: float = 0.0) -> None:
