@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,3 +254,23 @@ def runTwistd(config: Path, *args: str, timeout: float = 60.0
         [str(TWISTD), "--pidfile=", "-n", "meetr", "-c", str(config), *args],
         cwd=config.parent, env=env, capture_output=True, text=True,
         timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def pageHandler(body: bytes) -> type[BaseHTTPRequestHandler]:
+    """
+    A request handler for a loopback node that answers every GET with
+    C{body} as a Prometheus text page, and logs nothing.
+    """
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Page

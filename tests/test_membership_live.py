@@ -16,14 +16,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from tests.promserver import promQuery
-from tests.support import Daemon, daemonSettings, uniqueKeyspace
+from tests.support import Daemon, daemonSettings, pageHandler, uniqueKeyspace
 from tests.test_cluster import contactPoints
 from tests.test_cluster_daemons import clusterSettings
 
@@ -46,24 +46,12 @@ class Pages(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Page)
+        super().__init__(("127.0.0.1", 0),
+                         pageHandler(b"# TYPE m gauge\nm 1\n"))
 
     @property
     def node(self) -> str:
         return f"127.0.0.1:{self.server_address[1]}"
-
-
-class Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"# TYPE m gauge\nm 1\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def _settings(keyspace: str, node: tuple[str, int], nodes: list[str],

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support import Daemon, daemonSettings, http
+from tests.support import Daemon, daemonSettings, http, pageHandler
 
 DOCUMENT_PATH = Path(str(files("meetrd").joinpath("openapi.json")))
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text("utf-8"))
@@ -190,21 +190,9 @@ def test_schemasAreJSONSchema202012() -> None:
 # The live daemon
 
 
-class _PromPage(BaseHTTPRequestHandler):
-    """
-    A node with a Prometheus page, so that a target of the daemon is up.
-    """
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = b"# TYPE up gauge\nup 1\nmeetr_openapi_test_total 3\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+# A node with a Prometheus page, so that a target of the daemon is up.
+_PromPage = pageHandler(
+    b"# TYPE up gauge\nup 1\nmeetr_openapi_test_total 3\n")
 
 
 def _closedPort() -> int:
