@@ -219,6 +219,7 @@ class MetricStore:
         self.rollupRowsWritten = 0
         self.errors: dict[str, int] = {}
         self._readyWaiters: list[Deferred[None]] = []
+        self._idleWaiters: list[Deferred[None]] = []
 
     @property
     def ready(self) -> bool:
@@ -240,6 +241,22 @@ class MetricStore:
         waiter: Deferred[None] = Deferred()
         self._readyWaiters.append(waiter)
         return waiter
+
+    def whenIdle(self) -> Deferred[None]:
+        """
+        Fire once no request to Cassandra is in flight or waiting for a
+        place among those in flight (at once when none is).  Cancelling
+        the Deferred stops the wait.
+        """
+        if self._idle():
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._idleWaiters.remove)
+        self._idleWaiters.append(waiter)
+        return waiter
+
+    def _idle(self) -> bool:
+        return self.inFlight == 0 and not self._semaphore.waiting and \
+            not self._readSemaphore.waiting
 
     @property
     def lastError(self) -> str:
@@ -435,6 +452,10 @@ class MetricStore:
 
         def done(result: Any) -> Any:
             self.inFlight -= 1
+            if self._idleWaiters and self._idle():
+                waiting, self._idleWaiters = self._idleWaiters, []
+                for waiter in waiting:
+                    waiter.callback(None)
             return result
 
         def translate(failure: Any) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
 
 from meetrd.store import StoreUnavailable
@@ -76,26 +76,30 @@ class StoreService(Service):
 
     def stopService(self) -> Deferred[None]:
         """
-        Stop retrying, wait (up to the grace period) for requests in
-        flight, then close the session.
+        Stop retrying, let an attempt under way end, wait (up to the grace
+        period) for requests in flight, then close the session.
         """
         super().stopService()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
-        done: Deferred[None] = Deferred()
+        return Deferred.fromCoroutine(self._close())
+
+    async def _close(self) -> None:
         deadline = self._reactor.seconds() + self._grace
-
-        def check() -> None:
-            if self._connecting is None and (
-                    self.store.inFlight == 0
-                    or self._reactor.seconds() >= deadline):
-                if self.store.inFlight:
-                    self.log.warn("Closing Cassandra with {n} requests in "
-                                  "flight", n=self.store.inFlight)
-                self.store.close().chainDeferred(done)
-            else:
-                self._reactor.callLater(0.05, check)
-
-        check()
-        return done
+        connecting = self._connecting
+        if connecting is not None:
+            # The driver's connect cannot be interrupted; the attempt's
+            # own callbacks have already dealt with its outcome.
+            attempt: Deferred[None] = Deferred()
+            connecting.addBoth(lambda _: attempt.callback(None))
+            await attempt
+        idle = self.store.whenIdle()
+        idle.addTimeout(max(0.0, deadline - self._reactor.seconds()),
+                        self._reactor)
+        try:
+            await idle
+        except TimeoutError:
+            self.log.warn("Closing Cassandra with {n} requests in flight",
+                          n=self.store.inFlight)
+        await self.store.close()
