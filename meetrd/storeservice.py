@@ -6,8 +6,9 @@ reached, and on stop lets writes in flight finish before closing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from twisted.application.internet import backoffPolicy
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
@@ -20,26 +21,37 @@ class StoreService(Service):
     Connects a L{meetrd.store.MetricStore} and closes it.
 
     @ivar attempts: connection attempts made so far.
+    @ivar failures: attempts failed since the last connection (or the
+        start): what the retry policy is asked about.
     """
 
     log = Logger()
 
     def __init__(self, store: Any, reactor: Any, maxDelay: float = 10.0,
-                 grace: float = 30.0) -> None:
+                 grace: float = 30.0,
+                 retryPolicy: Callable[[int], float] | None = None) -> None:
         """
         @param store: the store to connect.
         @param reactor: for C{callWhenRunning} and C{callLater}.
-        @param maxDelay: the longest wait between two attempts, seconds.
+        @param maxDelay: the longest wait between two attempts, seconds,
+            before jitter (up to a second more).
         @param grace: how long C{stopService} waits for requests in flight.
+        @param retryPolicy: gives the wait before the next attempt from the
+            number of failed attempts so far, as
+            L{twisted.application.internet.ClientService}'s does; by default
+            Twisted's L{backoffPolicy} from half a second, doubling up to
+            C{maxDelay}, with jitter so that instances started together
+            do not retry in step.
         """
         self.store = store
         self._reactor = reactor
-        self._maxDelay = maxDelay
         self._grace = grace
-        self._delay = 0.5
+        self._retryPolicy = retryPolicy or backoffPolicy(
+            initialDelay=0.5, maxDelay=maxDelay, factor=2.0)
         self._retry: Any = None
         self._connecting: Deferred[None] | None = None
         self.attempts = 0
+        self.failures = 0
 
     def startService(self) -> None:
         """
@@ -47,11 +59,11 @@ class StoreService(Service):
         thread of its own when it finds none running).
         """
         super().startService()
-        self._retry = self._reactor.callWhenRunning(self._attempt)
+        self._reactor.callWhenRunning(self._attempt)
 
     def _attempt(self) -> None:
         self._retry = None
-        if not self.running:
+        if not self.running or self._connecting is not None:
             return
         self.attempts += 1
         self._connecting = self.store.connect()
@@ -59,7 +71,7 @@ class StoreService(Service):
 
     def _connected(self, _: None) -> None:
         self._connecting = None
-        self._delay = 0.5
+        self.failures = 0
         self.log.info("Connected to Cassandra at {points}",
                       points=self.store.contactPoints)
 
@@ -69,10 +81,11 @@ class StoreService(Service):
             self.log.failure("Connecting to Cassandra failed", failure)
         if not self.running:
             return
+        delay = self._retryPolicy(self.failures)
+        self.failures += 1
         self.log.error("{why}; retrying in {delay:.1f}s",
-                       why=failure.getErrorMessage(), delay=self._delay)
-        self._retry = self._reactor.callLater(self._delay, self._attempt)
-        self._delay = min(self._delay * 2, self._maxDelay)
+                       why=failure.getErrorMessage(), delay=delay)
+        self._retry = self._reactor.callLater(delay, self._attempt)
 
     def stopService(self) -> Deferred[None]:
         """
