@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 from twisted.logger import ILogObserver, LogLevel, Logger, jsonFileLogObserver
 
@@ -76,9 +75,13 @@ def bridgeDriverLogs(level: int = logging.WARNING) -> None:
     driver.propagate = False
 
 
-def describe(value: Any) -> str:
+def briefReason(error: BaseException, limit: int = 300) -> str:
     """
-    A value for a log line, cut to a sane length.
+    An exception's message as one line of at most C{limit} characters (cut
+    ones end in C{...}), or its class's name when it says nothing: a reason
+    fit for a log line, a report or an answer.
     """
-    text = " ".join(str(value).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return text

@@ -43,10 +43,3 @@ class Point(msgspec.Struct, frozen=True, gc=False):
     tags: Tags
     ts_ms: int
     value: float
-
-    @property
-    def tagDict(self) -> dict[str, str]:
-        """
-        The tags as a new dictionary.
-        """
-        return dict(self.tags)

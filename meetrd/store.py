@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from meetrd import schema
 from meetrd.aggregate import Partial, summarizeValues
 from meetrd.driverbridge import executeAsync
+from meetrd.logs import briefReason
 from meetrd.points import Point
 from meetrd.binding import pointBatch
 from meetrd.readplan import (
@@ -305,7 +306,7 @@ class MetricStore:
         def failed(failure: Any) -> Any:
             self._lastError = (f"cannot reach Cassandra at "
                                f"{self.contactPoints}: "
-                               f"{_describe(failure.value)}")
+                               f"{briefReason(failure.value, 500)}")
             raise StoreUnavailable(self._lastError)
 
         return d.addCallbacks(connected, failed)
@@ -462,7 +463,7 @@ class MetricStore:
             kind = type(failure.value).__name__
             self.errors[kind] = self.errors.get(kind, 0) + 1
             if failure.check(*self._unavailable):
-                raise StoreUnavailable(_describe(failure.value))
+                raise StoreUnavailable(briefReason(failure.value, 500))
             return failure
 
         return d.addBoth(done).addErrback(translate)
@@ -1392,14 +1393,6 @@ def _ledBy(rows: list[Any], source: str) -> list[tuple[Any, ...]]:
     several sources gives them.
     """
     return [(source, *row) for row in rows]
-
-
-def _describe(error: BaseException) -> str:
-    """
-    A driver error in one line.
-    """
-    text = str(error) or type(error).__name__
-    return " ".join(text.split())[:500]
 
 
 def _failed(error: BaseException) -> Deferred[Any]:

@@ -1,6 +1,7 @@
 """
 The bridge from cassandra-driver's standard-library records to Twisted's
-log: levels carried over, and the driver's expected chatter lowered.
+log: levels carried over, and the driver's expected chatter lowered; the
+one way errors are shortened into reasons.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 
 from twisted.logger import LogLevel, globalLogPublisher
 
-from meetrd.logs import TwistedLogHandler
+from meetrd.logs import TwistedLogHandler, briefReason
 
 
 def emitted(message: str, level: int = logging.WARNING) -> list[dict]:
@@ -56,3 +57,15 @@ def test_protocolNegotiationIsInfo():
     assert event["log_level"] == LogLevel.info
     assert event["text"] == ("Downgrading core protocol version from 66 to "
                              "65 for 127.0.0.1:9042")
+
+
+def test_briefReasonIsOneBoundedLine():
+    """
+    A reason is the message on one line, cut to the limit with C{...}, or
+    the exception's class name when its message is empty.
+    """
+    assert briefReason(OSError("no route\n  to\thost ")) == "no route to host"
+    long = briefReason(ValueError("x" * 400), 100)
+    assert len(long) == 100 and long.endswith("x...")
+    assert briefReason(ValueError("y" * 100), 100) == "y" * 100
+    assert briefReason(TimeoutError()) == "TimeoutError"

@@ -22,6 +22,7 @@ from twisted.web.client import (
 )
 
 from meetrd.hunter.endpoints import ReusedEndpoints
+from meetrd.logs import briefReason
 
 USER_AGENT = b"meetrd-hunter/0.1"
 ACCEPT = (b"text/plain;version=0.0.4;q=0.6,application/openmetrics-text;version=1.0.0;q=0.5,"
@@ -56,15 +57,14 @@ class Fetcher:
     """
 
     def __init__(self, reactor: Any, maxBodySize: int, maxRedirects: int,
-                 maxPerHost: int = 2, client: HTTPClient | None = None,
-                 plainClient: HTTPClient | None = None) -> None:
+                 maxPerHost: int = 2) -> None:
         """
+        @param reactor: the reactor the connections and deadlines use.
         @param maxBodySize: the largest (decoded) body accepted, in bytes.
-        @param maxRedirects: redirects followed for configured targets.
-        @param client: an HTTP client to use instead of the pooled one
-            (tests pass C{treq.testing.StubTreq}'s).
-        @param plainClient: the client that never follows redirects, for
-            on-demand fetches whose nodes were checked against the rules.
+        @param maxRedirects: redirects followed for configured targets;
+            on-demand fetches, whose nodes were checked against
+            C{hunter.allow}, follow none.
+        @param maxPerHost: persistent connections kept per node.
         """
         self._reactor = reactor
         self._maxBodySize = maxBodySize
@@ -74,11 +74,10 @@ class Fetcher:
         self.endpoints = ReusedEndpoints(reactor)
         agent = Agent.usingEndpointFactory(reactor, self.endpoints,
                                            pool=self.pool)
-        self._plain = plainClient or client or HTTPClient(agent)
-        if client is None:
-            client = HTTPClient(RedirectAgent(agent, redirectLimit=maxRedirects)
-                                if maxRedirects else agent)
-        self._client = client
+        self._plain = HTTPClient(agent)
+        self._client = HTTPClient(
+            RedirectAgent(agent, redirectLimit=maxRedirects)
+            if maxRedirects else agent)
 
     def fetch(self, url: str, timeout: float, followRedirects: bool = True
               ) -> Deferred[Page]:
@@ -171,14 +170,9 @@ def _reason(failure: Any) -> str:
     error = failure.value
     if isinstance(error, (ResponseFailed, ResponseNeverReceived)):
         reasons = getattr(error, "reasons", None) or []
-        inner = "; ".join(_short(r.value) for r in reasons) or "no answer"
+        inner = "; ".join(briefReason(r.value) for r in reasons) \
+            or "no answer"
         if isinstance(error, ResponseNeverReceived):
             return f"no response: {inner}"
         return f"response broken off: {inner}"
-    return _short(error)
-
-
-def _short(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    text = " ".join(text.split())
-    return text[:300]
+    return briefReason(error)

@@ -43,7 +43,6 @@ when its first non-blank byte is C{{} or C{[}, Prometheus text otherwise.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Mapping
@@ -172,20 +171,6 @@ def showName(name: str, length: int = 80) -> str:
     if len(name) > length:
         return repr(name[:length]) + "..."
     return repr(name)
-
-
-def finiteFloat(value: object) -> float | None:
-    """
-    C{value} as a finite float, or C{None} if it is not one (NaN, +/-Inf,
-    an integer too large for a double, not a number at all).
-    """
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if math.isfinite(number):
-        return number
-    return None
 
 
 class PageBuilder:

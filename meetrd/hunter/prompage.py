@@ -67,6 +67,7 @@ from meetrd.hunter.pages import (
     PageCache,
     PageError,
 )
+from meetrd.logs import briefReason
 from meetrd.points import Point
 
 _SampleLine = Callable[[str], Any]
@@ -100,16 +101,12 @@ def decodeText(body: bytes) -> str:
 
 def _brief(error: BaseException) -> str:
     """
-    An exception of the library as a short one-line reason.
+    An exception of the library as a short one-line reason (the parser's
+    bare C{ValueError} means a malformed line).
     """
-    message = " ".join(str(error).split())
-    if not message:
-        message = type(error).__name__
-        if message == "ValueError":
-            message = "malformed line"
-    if len(message) > _REASON_LENGTH:
-        message = message[:_REASON_LENGTH] + "..."
-    return message
+    if type(error) is ValueError and not str(error).strip():
+        return "malformed line"
+    return briefReason(error, _REASON_LENGTH)
 
 
 def timestampMs(timestamp: object, default: int) -> int | None:
