@@ -14,8 +14,9 @@ from twisted.logger import Logger
 
 class SignalService(Service):
     """
-    Installs meetrd's signal handlers once the reactor runs (after
-    Twisted's own, which they replace for these two signals).
+    Installs meetrd's signal handlers: SIGHUP's at start, SIGTERM's once
+    the reactor runs (after Twisted's own, which it replaces); both hand
+    their work to the reactor thread.
 
     Twisted's SIGTERM handler makes twistd end by re-raising the signal, so
     its exit status is "killed by SIGTERM"; a graceful stop asked for by

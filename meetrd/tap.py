@@ -4,6 +4,8 @@ The twistd plugin's options and the service tree, built in one place.
   meetr (SequentialMultiService: children stop one after the other,
          last first)
     store   connects the one Cassandra session, closes it last
+    membership  heartbeats of the instances sharing the hunt (only with
+                hunter.shard: auto)
     rollup  rolls raw partitions up (only with rollup levels set)
     hunter  fetches metrics from nodes on schedule and on demand
     reactor-lag  measures how long the reactor keeps work waiting

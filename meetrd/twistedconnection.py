@@ -109,7 +109,8 @@ def twistedConnectionClass() -> type:
 
     class MeetrTwistedConnection(TwistedConnection):  # type: ignore[misc]
         """
-        The driver's Twisted connection, failing fast and quietly.
+        The driver's Twisted connection, failing fast and quietly, with
+        Twisted's client TLS, and sending directly from the reactor thread.
         """
 
         def add_connection(self) -> None:
