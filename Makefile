@@ -9,9 +9,9 @@ RUN_DIR = .run
 # local development node.
 MEETR_CONFIG ?=
 
-.PHONY: venv run test test-cluster test-unit bench clean peers proto
+.PHONY: venv run test test-cluster test-unit bench clean peers proto console-vendor chromium
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed console-vendor
 
 $(VENV)/.installed: setup.py
 	test -x $(PYTHON) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -20,6 +20,24 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 include Makefile.devnode
+
+# The web console's chart library (uPlot, pinned, its sha512 checked) from
+# the npm registry into meetrd/console/vendor, once per version.
+console-vendor: $(VENV)/.installed
+	@$(PYTHON) -m meetrd.consolevendor
+
+# The system's Chromium and its driver, which the console's browser tests
+# drive (nothing is downloaded at run time): installed with apt-get when
+# missing, as root on Debian.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	    apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	  else \
+	    echo "make: the browser tests need Chromium:" \
+	      "apt-get install chromium chromium-driver" >&2; \
+	  fi; \
+	fi
 
 # Run meetrd in the foreground: with MEETR_CONFIG when given, otherwise
 # against the local node (started when it is not running).
@@ -37,7 +55,7 @@ endif
 # Every test, against the local node (started when it is not running) and
 # the real peer programs some tests talk to (built once, see peers); then
 # the cluster tests, on a three-node cluster of its own (test-cluster).
-test: venv peers
+test: venv peers chromium
 	@node=$$($(DEVNODE) start | tail -n 1) && \
 	  MEETR_TEST_CASSANDRA="$$node" $(PYTHON) -m pytest -q tests $(PYTEST_ARGS)
 	@$(MAKE) -s test-cluster

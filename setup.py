@@ -14,7 +14,9 @@ setup(
     python_requires=">=3.11",
     packages=["meetrd", "meetrd.hunter", "meetrd.proto", "twisted.plugins"],
     package_data={"twisted.plugins": ["meetr_plugin.py"],
-                  "meetrd": ["openapi.json"],
+                  "meetrd": ["openapi.json", "console/*.html",
+                             "console/*.js", "console/*.css",
+                             "console/*.svg", "console/vendor/*"],
                   "meetrd.proto": ["remote.proto"]},
     install_requires=[
         "twisted[tls]==26.10.0",
@@ -49,6 +51,9 @@ setup(
             "grpcio-tools==1.85.1",
             # tests/test_promql_api.py: a Prometheus API client.
             "prometheus-api-client==0.7.2",
+            # tests/test_console_browser.py: the system's Chromium through
+            # its chromedriver (Debian's chromium and chromium-driver).
+            "selenium==4.51.0",
         ],
     },
     data_files=[

@@ -13,7 +13,7 @@ import zlib
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
+from meetrd.consolefiles import SECURITY_HEADERS, ConsoleFiles
 from meetrd.durations import DurationError, parseDuration
 from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
 from meetrd.promql.httpapi import QueryAPI
@@ -29,7 +30,7 @@ from meetrd.remotewrite import Received, SeriesCache, decodeWriteRequest
 from meetrd.remotewrite import pointsOf as remotePointsOf
 from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
 from meetrd.settings import Settings
-from meetrd.store import StoreUnavailable
+from meetrd.store import ReadProgress, StoreUnavailable
 from meetrd.timestamps import TimestampError, parseTimestamp
 from meetrd.validation import (
     BatchProblems,
@@ -42,6 +43,9 @@ from meetrd.validation import (
 from meetrd.web import jsonBody
 
 RETRY_AFTER_SECONDS = 5
+# How many metric names /1.0/metric_names answers by default, and at most.
+METRIC_NAMES_LIMIT = 100
+METRIC_NAMES_MAX_LIMIT = 10_000
 
 
 class ApiError(Exception):
@@ -151,7 +155,8 @@ class MetricsAPI:
 
     def __init__(self, store: Any, settings: Settings,
                  clock: Any, hunter: Any = None,
-                 selfMetrics: Any = None) -> None:
+                 selfMetrics: Any = None,
+                 consoleFiles: ConsoleFiles | None = None) -> None:
         """
         @param store: a L{meetrd.store.MetricStore} (or one like it).
         @param settings: the daemon's settings.
@@ -160,6 +165,8 @@ class MetricsAPI:
             hunts; C{None} when there is none.
         @param selfMetrics: a L{meetrd.selfmetrics.SelfMetrics}, served at
             C{/metrics} and told of points written and rejected.
+        @param consoleFiles: the web console's files (the package's by
+            default).
         """
         self.store = store
         self.settings = settings
@@ -175,6 +182,7 @@ class MetricsAPI:
             None if selfMetrics is None
             else lambda read: selfMetrics.queryReads.labels(read).inc())
         self._cooperator: Cooperator | None = None
+        self.consoleFiles = consoleFiles or ConsoleFiles()
 
     @property
     def cooperator(self) -> Cooperator:
@@ -384,6 +392,44 @@ class MetricsAPI:
                              for k, v in sorted(filters.items())),
             groupBy=groupBy, intervalMs=intervalMs)
 
+    @app.route("/1.0/metric_names", methods=["GET", "HEAD"])
+    def metricNames(self, request: IRequest) -> Any:
+        """
+        The names of the stored metrics that start with C{prefix}, sorted,
+        at most C{limit} of them: what the console types ahead from.
+        """
+        self.authorizer.check(request, "read")
+        prefix = _arg(request, "prefix") or ""
+        if len(prefix) > self.settings.limits.max_metric_length:
+            raise FieldProblem("prefix", f"longer than "
+                               f"{self.settings.limits.max_metric_length} "
+                               f"characters")
+        limit = _intArg(request, "limit", METRIC_NAMES_LIMIT, 1,
+                        METRIC_NAMES_MAX_LIMIT)
+        if self.searchesInFlight >= self.settings.http.max_searches_in_flight:
+            raise Overloaded("searches", self.searchesInFlight)
+        self.searchesInFlight += 1
+        progress = ReadProgress()
+        progress.begin("reading the metric names", 1)
+        seconds = self.settings.limits.search_timeout
+
+        def timedOut(result: Any, timeout: float) -> Any:
+            if isinstance(result, Failure) and result.check(CancelledError):
+                return Failure(SearchTimedOut(seconds, progress.describe()))
+            return result
+
+        d = self.store.metricNames(progress)
+        d.addTimeout(seconds, self.clock, onTimeoutCancel=timedOut)
+        d.addBoth(self._searchDone)
+
+        def answer(names: list[str]) -> bytes:
+            matching = [n for n in names if n.startswith(prefix)]
+            return _respond(request, 200, {
+                "prefix": prefix, "metrics": matching[:limit],
+                "truncated": len(matching) > limit})
+
+        return d.addCallback(answer)
+
     # The Prometheus query API
 
     def _prometheus(self, request: IRequest, run: Any,
@@ -531,6 +577,38 @@ class MetricsAPI:
             "targets": self.hunter.report(),
             "instance": self.hunter.instanceName(),
             "members": self.hunter.members()})
+
+    # The web console
+
+    @app.route("/", methods=["GET", "HEAD"])
+    def console(self, request: IRequest) -> bytes:
+        """
+        The web console's page (it holds no data: no token needed).
+        """
+        return self._consoleFile(request, "index.html")
+
+    @app.route("/console/<path:asset>", methods=["GET", "HEAD"])
+    def consoleAsset(self, request: IRequest, asset: str) -> bytes:
+        """
+        A script, style or the chart library of the web console.
+        """
+        return self._consoleFile(request, asset)
+
+    def _consoleFile(self, request: IRequest, name: str) -> bytes:
+        found = self.consoleFiles.get(name)
+        if found is None:
+            raise ApiError(404, {"error": "no such console file",
+                                 "path": request.path.decode(
+                                     "utf-8", "replace")})
+        request.setHeader(b"etag", found.etag.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-cache")
+        for header, value in SECURITY_HEADERS.items():
+            request.setHeader(header.encode("ascii"), value.encode("ascii"))
+        if request.getHeader(b"if-none-match") == found.etag.encode("ascii"):
+            request.setResponseCode(304)
+            return b""
+        request.setHeader(b"content-type", found.contentType.encode("ascii"))
+        return found.body
 
     # Health
 
@@ -687,6 +765,20 @@ class MetricsAPI:
                          path=request.path.decode("utf-8", "replace"))
         return _respond(request, 500, {"error": "internal error; see the "
                                                 "server log"})
+
+
+def _intArg(request: IRequest, name: str, default: int, low: int,
+            high: int) -> int:
+    text = _arg(request, name)
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise FieldProblem(name, f"must be a whole number from {low} to "
+                                 f"{high}")
+    value = int(text)
+    if not low <= value <= high:
+        raise FieldProblem(name, f"must be from {low} to {high}")
+    return value
 
 
 def _timeArg(text: str, field: str) -> int:

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 ROUTES = ("/1.0/metrics", "/fetch", "/targets", "/health", "/ready",
-          "/metrics", "/openapi.json")
+          "/metrics", "/openapi.json", "/1.0/metric_names", "/")
 
 
 def routeOf(path: bytes) -> str:
@@ -23,6 +23,8 @@ def routeOf(path: bytes) -> str:
     text = path.decode("latin-1")
     if text.startswith("/fetch/"):
         return "/fetch/{job}"
+    if text.startswith("/console/"):
+        return "/console/{asset}"
     return text if text in ROUTES else "other"
 
 
