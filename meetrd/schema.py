@@ -485,8 +485,8 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
     def summaries(prefix: str, whole: str, byInterval: str,
                   newestFirst: str) -> dict[str, Any]:
         """
-        The four summary statements of a table: whole range or by
-        interval, oldest or newest first.
+        The summary statements of a table: whole range or by interval,
+        oldest or newest first, and both of several sources at once.
         """
         def named(name: str) -> str:
             return prefix + name[0].upper() + name[1:] if prefix else name
@@ -498,6 +498,10 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
             named("byInterval"): session.prepare(byInterval.format(ks=ks)),
             named("byIntervalLast"): session.prepare(
                 byInterval.format(ks=ks) + newestFirst),
+            named("summaryMany"): _unpaged(session.prepare(
+                manySources(whole).format(ks=ks))),
+            named("byIntervalMany"): session.prepare(
+                manySources(byInterval).format(ks=ks)),
         }
 
     statements = Statements(
@@ -515,10 +519,6 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         deleteDirty=written(DELETE_DIRTY.format(ks=ks)),
         selectRaw=session.prepare(SELECT_RAW.format(ks=ks)),
         selectRawMany=session.prepare(SELECT_RAW_MANY.format(ks=ks)),
-        summaryMany=_unpaged(session.prepare(
-            manySources(SUMMARY).format(ks=ks))),
-        byIntervalMany=session.prepare(
-            manySources(SUMMARY_BY_INTERVAL).format(ks=ks)),
         selectIndexSlices=session.prepare(SELECT_INDEX_SLICES.format(ks=ks)),
         selectRollups=session.prepare(SELECT_ROLLUPS.format(ks=ks)),
         selectRollupsMany=session.prepare(SELECT_ROLLUPS_MANY.format(ks=ks)),
@@ -528,10 +528,6 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
             SELECT_ROLLUP_SKETCHES.format(ks=ks)),
         **summaries("rollup", ROLLUP_SUMMARY, ROLLUP_BY_INTERVAL,
                     ROLLUP_NEWEST_FIRST),
-        rollupSummaryMany=_unpaged(session.prepare(
-            manySources(ROLLUP_SUMMARY).format(ks=ks))),
-        rollupByIntervalMany=session.prepare(
-            manySources(ROLLUP_BY_INTERVAL).format(ks=ks)),
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
         selectMetrics=session.prepare(SELECT_METRICS.format(ks=ks)),

@@ -104,12 +104,16 @@ def parseNode(node: str) -> tuple[str, int]:
         raise ValueError(f"write an IPv6 node as [address]:port, got {node!r}")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected host:port, got {node!r}")
-    if any(c in host for c in "/?#@ \t") or (":" in host and not _isIP(host)):
+    if any(c in host for c in "/?#@ \t") or (":" in host and
+                                             not isIPAddress(host)):
         raise ValueError(f"expected host:port, got {node!r}")
     return host, int(port)
 
 
-def _isIP(text: str) -> bool:
+def isIPAddress(text: str) -> bool:
+    """
+    Whether C{text} is an IPv4 or IPv6 address (not a name, not a network).
+    """
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -383,7 +387,7 @@ class HunterSettings(_Frozen):
     @classmethod
     def _allowRules(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for rule in value:
-            if "/" in rule or _isIP(rule):
+            if "/" in rule or isIPAddress(rule):
                 try:
                     ipaddress.ip_network(rule, strict=False)
                 except ValueError:

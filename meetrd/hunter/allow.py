@@ -13,6 +13,8 @@ import fnmatch
 import ipaddress
 from typing import Sequence
 
+from meetrd.settings import isIPAddress
+
 
 class NotAllowed(Exception):
     """
@@ -30,21 +32,13 @@ def checkAllowed(host: str, rules: Sequence[str]) -> None:
         address = None
     for rule in rules:
         if address is not None:
-            if "/" in rule or _isAddress(rule):
+            if "/" in rule or isIPAddress(rule):
                 if address in ipaddress.ip_network(rule, strict=False):
                     return
-        elif not ("/" in rule or _isAddress(rule)):
+        elif not ("/" in rule or isIPAddress(rule)):
             if fnmatch.fnmatchcase(host.lower(), rule.lower()):
                 return
     raise NotAllowed(
         f"{host} is not allowed by hunter.allow "
         f"[{', '.join(rules)}]" if rules else
         f"{host} is not allowed: hunter.allow is empty")
-
-
-def _isAddress(rule: str) -> bool:
-    try:
-        ipaddress.ip_address(rule)
-    except ValueError:
-        return False
-    return True

@@ -62,21 +62,22 @@ class ScrapeResult:
     lateness: float
 
 
+@dataclass(eq=False)
 class Scraper:
     """
     Fetch, parse and store one page: what a scheduled scrape and an
     on-demand fetch share.
+
+    @ivar semaphore: caps the fetches in flight.
     """
 
-    log = Logger()
+    fetcher: Fetcher
+    store: Any
+    limits: PageLimits
+    semaphore: DeferredSemaphore
+    reactor: Any
 
-    def __init__(self, fetcher: Fetcher, store: Any, limits: PageLimits,
-                 semaphore: DeferredSemaphore, reactor: Any) -> None:
-        self.fetcher = fetcher
-        self.store = store
-        self.limits = limits
-        self.semaphore = semaphore
-        self.reactor = reactor
+    log = Logger()
 
     def fetch(self, url: str, timeout: float, followRedirects: bool = True
               ) -> Deferred[Any]:

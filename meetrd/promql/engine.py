@@ -65,16 +65,29 @@ class Series:
 
 @dataclass(frozen=True)
 class Scalar:
+    """
+    A scalar result: one float without labels, as a number literal,
+    C{scalar()} or C{time()} give.
+    """
+
     value: float
 
 
 @dataclass(frozen=True)
 class Text:
+    """
+    A string result (only a string literal gives one).
+    """
+
     value: str
 
 
 @dataclass(frozen=True)
 class Sample:
+    """
+    One series' value at the evaluation instant, an element of a vector.
+    """
+
     labels: Labels
     value: float
 

@@ -112,16 +112,28 @@ class RangeSelector:
 
 @dataclass(frozen=True)
 class Number:
+    """
+    A number literal.
+    """
+
     value: float
 
 
 @dataclass(frozen=True)
 class String:
+    """
+    A string literal.
+    """
+
     value: str
 
 
 @dataclass(frozen=True)
 class Call:
+    """
+    A function call: C{function(args...)}.
+    """
+
     function: str
     args: tuple["Expr", ...]
 
