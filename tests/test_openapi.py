@@ -10,11 +10,8 @@ import gzip
 import ipaddress
 import json
 import re
-import socket
-import threading
 import time
 import zlib
-from http.server import ThreadingHTTPServer
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,7 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support import Daemon, daemonSettings, http, pageHandler
+from tests.loopback import closedPort, pageNode
+from tests.support import Daemon, daemonSettings, http
 
 DOCUMENT_PATH = Path(str(files("meetrd").joinpath("openapi.json")))
 DOCUMENT: dict[str, Any] = json.loads(DOCUMENT_PATH.read_text("utf-8"))
@@ -191,17 +189,7 @@ def test_schemasAreJSONSchema202012() -> None:
 
 
 # A node with a Prometheus page, so that a target of the daemon is up.
-_PromPage = pageHandler(
-    b"# TYPE up gauge\nup 1\nmeetr_openapi_test_total 3\n")
-
-
-def _closedPort() -> int:
-    """
-    A loopback port nothing listens on (right now).
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PROM_PAGE = b"# TYPE up gauge\nup 1\nmeetr_openapi_test_total 3\n"
 
 
 @pytest.fixture(scope="module")
@@ -209,12 +197,8 @@ def promNode() -> Iterator[str]:
     """
     A loopback node serving a Prometheus page, as C{host:port}.
     """
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _PromPage)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with pageNode(PROM_PAGE) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +211,7 @@ def daemon(node: tuple[str, int], keyspace: str, promNode: str,
     """
     config = daemonSettings(keyspace, node, hunter={"targets": [
         {"job": "up", "nodes": [promNode], "interval": "1s"},
-        {"job": "down", "nodes": [f"127.0.0.1:{_closedPort()}"],
+        {"job": "down", "nodes": [f"127.0.0.1:{closedPort()}"],
          "interval": "1s", "labels": {"team": "ops"}},
     ]}, auth={"tokens": [{"token": ADMIN_TOKEN, "roles": ["admin"]},
                          {"token": READ_TOKEN, "roles": ["read"]}]})

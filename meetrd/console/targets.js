@@ -23,9 +23,10 @@ export class TargetsView {
     this.answer = null;
     this.timer = null;
     this.loading = false;
-    for (const input of [this.job, this.state, this.text]) {
-      input.addEventListener("input", () => this.filtersChanged());
+    for (const input of [this.job, this.state]) {
+      input.addEventListener("change", () => this.filtersChanged());
     }
+    this.text.addEventListener("input", () => this.filtersChanged());
     document.getElementById("targets-filter")
       .addEventListener("submit", (event) => event.preventDefault());
     document.getElementById("targets-refresh")
@@ -62,7 +63,7 @@ export class TargetsView {
   schedule() {
     clearTimeout(this.timer);
     this.timer = null;
-    if (this.auto.checked && !this.section.hidden) {
+    if (this.auto.checked && !this.section.hidden && !this.refused) {
       this.timer = setTimeout(() => this.load(), REFRESH_MS);
     }
   }
@@ -79,6 +80,8 @@ export class TargetsView {
       this.notices.clear();
       this.render();
     } catch (error) {
+      // Without a valid token, asking again changes nothing: wait for one.
+      this.refused = error.status === 401 || error.status === 403;
       this.notices.show(error.message);
     } finally {
       this.loading = false;
