@@ -20,12 +20,27 @@ from http.server import BaseHTTPRequestHandler
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TWISTD = Path(sys.executable).with_name("twistd")
+
+
+def waitFor(check: Callable[[], Any], timeout: float, what: str,
+            interval: float = 0.1) -> Any:
+    """
+    Call C{check} every C{interval} seconds until it gives something true,
+    and give that; fail naming C{what} when C{timeout} seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(interval)
 
 
 def nodeAddress() -> tuple[str, int] | None:

@@ -18,6 +18,7 @@ from tests.support import (
     daemonSettings,
     form,
     runTwistd,
+    waitFor,
 )
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.daemon]
@@ -352,10 +353,8 @@ def test_cassandraUnreachableAtStart(tmp_path, keyspace):
     settings = daemonSettings(keyspace, ("127.0.0.1", closedPort))
     daemon = Daemon(tmp_path, settings).start()
     try:
-        deadline = time.monotonic() + 30
-        while f"127.0.0.1:{closedPort}" not in daemon.log():
-            assert time.monotonic() < deadline, daemon.log()
-            time.sleep(0.2)
+        waitFor(lambda: f"127.0.0.1:{closedPort}" in daemon.log(), 30,
+                "the refused contact point in the log", interval=0.2)
         assert "cannot reach Cassandra at 127.0.0.1:" in daemon.log()
         ready = daemon.get("/ready")
         assert ready.status == 503

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from tests.support import REPO, TWISTD, daemonSettings, http
+from tests.support import REPO, TWISTD, daemonSettings, http, waitFor
 
 INIT = REPO / "init" / "meetr"
 INSTANCES = REPO / "init" / "meetr-instances"
@@ -239,7 +239,8 @@ def test_lifecycle(instances: Instances) -> None:
 
     reloaded = instances.run("reload")
     assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
-    time.sleep(1)
+    waitFor(lambda: instances.logs().count("SIGHUP: reloading") >=
+            len(instances.ports), 30, "every instance reloading")
     assert instances.pids() == pids
     assert all(alive(pid) for pid in pids.values())
     for port in instances.ports:
@@ -516,7 +517,8 @@ def test_systemdLauncher(tmp_path: Path, node: tuple[str, int],
         assert option(args, "--shard-count") == "3"
         assert "--pidfile=" in args and "-n" in args
         process.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        waitFor(lambda: "SIGHUP: reloading" in journal.read_text(), 30,
+                "the reload in the journal")
         assert process.poll() is None, journal.read_text()
         assert http("GET", f"http://127.0.0.1:{port}/health").status == 200
         process.send_signal(signal.SIGTERM)

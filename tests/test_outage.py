@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.support import REPO, Daemon, daemonSettings
+from tests.support import REPO, Daemon, daemonSettings, waitFor
 from tests.test_operations import Streamer, storedStamps
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.daemon]
@@ -93,16 +93,6 @@ def farm():
         process.wait()
 
 
-def waitFor(check, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"no {what} in {timeout}s"
-        time.sleep(0.1)
-
-
 def test_outageAndRecovery(tmp_path, spare, farm):
     """
     Started without Cassandra, meetrd says why on /ready and serves once
@@ -145,14 +135,22 @@ def test_outageAndRecovery(tmp_path, spare, farm):
         stopped = time.monotonic()
         waitFor(lambda: any(s == 503 for t, s, _ in latencies if t > stopped),
                 30, "503 during the outage")
-        time.sleep(3)
-        during = [(s, secs) for t, s, secs in latencies if t > stopped + 0.5]
+
+        def duringOutage():
+            return [(s, secs) for t, s, secs in latencies
+                    if t > stopped + 0.5]
+
+        waitFor(lambda: len(duringOutage()) >= 5, 30,
+                "five answers during the outage")
+        during = duringOutage()
         assert during and all(s == 503 for s, _ in during), during[:5]
         assert max(secs for _, secs in during) < REQUEST_TIMEOUT + 2.5
-        target = daemon.get("/targets").json()["targets"][0]
-        assert target["health"] == "down"
+        target = waitFor(lambda: next(
+            (t for t in daemon.get("/targets").json()["targets"]
+             if t["health"] == "down"), None), 30, "a failed scrape")
         assert "store" in target["last_error"]
-        assert daemon.get("/ready").status == 503
+        waitFor(lambda: daemon.get("/ready").status == 503, 30,
+                "/ready saying 503 during the outage")
         assert daemon.get("/health").status == 200
         assert daemon.process.poll() is None
 

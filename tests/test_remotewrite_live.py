@@ -26,7 +26,7 @@ from meetrd.settings import Limits
 from meetrd.timestamps import parseTimestamp
 from tests.peers import peer
 from tests.promserver import promQuery
-from tests.support import Daemon, daemonSettings, uniqueKeyspace
+from tests.support import Daemon, daemonSettings, uniqueKeyspace, waitFor
 
 pytestmark = pytest.mark.cassandra
 
@@ -254,20 +254,6 @@ def assertAllStored(daemon: Daemon, sent: dict[Series, dict[int, float]],
     assert problems == [], (len(problems), problems[:10], agent.log())
 
 
-def waitFor(check, timeout: float, what: str) -> Any:
-    """
-    Poll C{check} every half second until it gives something true; fail
-    naming C{what} after C{timeout} seconds.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            assert result, f"{what} not within {timeout}s"
-            return result
-        time.sleep(0.5)
-
-
 @pytest.fixture()
 def harness(tmp_path, node):
     """
@@ -299,7 +285,7 @@ def test_everySampleVMAgentSendsIsStored(harness):
     agent = VMAgent(workdir / "vmagent", exporter.target,
                     [daemon.base + "/api/v1/write", recorder.url])
     stopping.append(agent)
-    waitFor(lambda: exporter.scrapes >= 6, 60, "six scrapes")
+    waitFor(lambda: exporter.scrapes >= 6, 60, "six scrapes", interval=0.5)
     waitFor(lambda: recorder.sampleCount() >= 30, 30,
             "samples at the recorder")
     sent = recorder.snapshot()
@@ -337,7 +323,9 @@ def test_senderRetriesFillAnOutage(harness):
     stopping.insert(1, again)
     again.start().waitReady()
     upAt = int(time.time() * 1000)
-    time.sleep(3)
+    waitFor(lambda: any(ts > upAt for samples in recorder.snapshot().values()
+                        for ts in samples), 30,
+            "a sample scraped after the restart", interval=0.5)
     sent = recorder.snapshot()
     during = sum(1 for samples in sent.values() for ts in samples
                  if downAt < ts < upAt)
