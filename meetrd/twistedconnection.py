@@ -3,7 +3,7 @@ cassandra-driver's Twisted connection class, the one place that names it.
 
 It is deprecated in cassandra-driver 3.30 (hence the pin below 3.31); the
 warning it gives on every new connection is silenced here, and only that
-warning.  Two faults of the driver's class are mended by a subclass:
+warning.  Four faults of the driver's class are mended by a subclass:
 
   - a refused connection left its Deferred unhandled (an "Unhandled error
     in Deferred" in the log) and was only noticed after C{connect_timeout};
