@@ -46,6 +46,9 @@ RETRY_AFTER_SECONDS = 5
 # How many metric names /1.0/metric_names answers by default, and at most.
 METRIC_NAMES_LIMIT = 100
 METRIC_NAMES_MAX_LIMIT = 10_000
+# The longest C{url} a fetch takes (the path, less its leading slash, fits
+# the hunter's 2048 characters).
+FETCH_URL_MAX_LENGTH = 2047
 
 
 class ApiError(Exception):
@@ -117,6 +120,20 @@ def _required(request: IRequest, name: str) -> str:
     return value
 
 
+def contentEncoding(request: IRequest) -> bytes:
+    """
+    The request's C{Content-Encoding}, lower case (C{identity} when none),
+    when it is one meetrd reads; otherwise a C{415} naming the header.
+    """
+    encoding = (request.getHeader(b"content-encoding") or b"identity")
+    encoding = encoding.strip().lower() or b"identity"
+    if encoding not in (b"identity", b"gzip", b"x-gzip", b"deflate"):
+        raise ApiError(415, {"error": "unsupported Content-Encoding",
+                             "field": "Content-Encoding",
+                             "supported": ["gzip", "deflate", "identity"]})
+    return encoding
+
+
 def readBody(request: IRequest, limit: int) -> bytes:
     """
     The request body, decompressed when it came gzip-encoded; at most
@@ -124,14 +141,9 @@ def readBody(request: IRequest, limit: int) -> bytes:
     """
     request.content.seek(0)
     body = request.content.read()
-    encoding = (request.getHeader(b"content-encoding") or b"identity")
-    encoding = encoding.strip().lower()
-    if encoding in (b"", b"identity"):
+    encoding = contentEncoding(request)
+    if encoding == b"identity":
         return body
-    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
-        raise ApiError(415, {"error": "unsupported Content-Encoding",
-                             "field": "Content-Encoding",
-                             "supported": ["gzip", "deflate", "identity"]})
     wbits = 31 if encoding != b"deflate" else 15
     inflater = zlib.decompressobj(wbits)
     try:
@@ -258,6 +270,9 @@ class MetricsAPI:
                 "supported": ["application/x-www-form-urlencoded",
                               "multipart/form-data", "application/json"],
             })
+        # A form is read as it came, but an encoding meetrd does not know
+        # is refused here as for a JSON body.
+        contentEncoding(request)
         if b"batch" in request.args:
             metrics = _required(request, "metrics")
             return checkBatch(parseJSON(metrics, "metrics"), limits, nowMs)
@@ -377,11 +392,14 @@ class MetricsAPI:
         intervalText = _arg(request, "interval")
         if intervalText is not None:
             try:
-                intervalMs = round(parseDuration(intervalText) * 1000)
+                seconds = parseDuration(intervalText)
             except DurationError as e:
                 raise FieldProblem("interval", str(e)) from None
-            if intervalMs < 1:
+            if seconds <= 0:
                 raise FieldProblem("interval", "must be at least 1ms")
+            # Timestamps are kept to the millisecond: a finer interval is
+            # rounded to it, and never below it.
+            intervalMs = max(1, round(seconds * 1000))
             if (toMs - fromMs) // intervalMs > 1_000_000:
                 raise FieldProblem("interval", "more than 1000000 intervals "
                                                "in the range")
@@ -522,10 +540,18 @@ class MetricsAPI:
         self.authorizer.check(request, "admin")
         if self.hunter is None:
             raise ApiError(404, {"error": "no hunter in this process"})
+        for name in sorted(request.args):
+            if name not in (b"node", b"url"):
+                raise FieldProblem(name.decode("utf-8", "replace")[:64],
+                                   "unknown field: a fetch takes node "
+                                   "and url")
         nodes = _args(request, "node")
         if not nodes:
             raise FieldProblem("node", "required: one or more host:port")
         url = _required(request, "url")
+        if len(url) > FETCH_URL_MAX_LENGTH:
+            raise FieldProblem("url", f"longer than {FETCH_URL_MAX_LENGTH} "
+                                      f"characters")
         try:
             path = normalizePath(url)
         except BadPath as e:

@@ -260,3 +260,94 @@ def test_badAggregationsAnswer400():
         SEARCH.replace("aggregation=sum", "aggregation=p99.9")))
     assert code == 200
     assert (body["aggregation"], body["value"]) == ("p99.9", None)
+
+
+class FetchingHunter:
+    """
+    A hunter that records the fetches it is asked to start.
+    """
+
+    def __init__(self):
+        self.started = []
+
+    def startFetch(self, nodes, path):
+        self.started.append((list(nodes), path))
+
+        class Job:
+            id = "job1"
+
+        Job.nodes = tuple(nodes)
+        return Job
+
+
+def fetchReply(body):
+    """
+    POST C{body} to /fetch of an API with a recording hunter: the hunter,
+    the answer's code and its JSON body.
+    """
+    hunter = FetchingHunter()
+    clock = Clock()
+    api = MetricsAPI(HeldStore(), settingsFromMapping({}, "test"), clock,
+                     hunter=hunter)
+    reply = result(StubTreq(api.resource()).post(
+        "http://x/fetch", body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    return hunter, reply.code, json.loads(result(reply.content()))
+
+
+def test_fetchRefusesUnknownFields():
+    """
+    A fetch with a field other than node and url is refused with a 400
+    naming that field, and nothing is fetched.
+    """
+    hunter, code, body = fetchReply(
+        b"node=127.0.0.1:9100&url=/metrics&x-extra=42")
+    assert (code, body["field"]) == (400, "x-extra")
+    assert hunter.started == []
+    hunter, code, body = fetchReply(b"node=127.0.0.1:9100&url=/metrics")
+    assert code == 202
+    assert hunter.started == [(["127.0.0.1:9100"], "/metrics")]
+
+
+def test_fetchRefusesEmptyAndOverlongUrls():
+    """
+    An empty url, or one over 2047 characters, is a 400 naming url; 2047
+    characters are taken.
+    """
+    for url in (b"", b"a" * 2048, b"/" + b"a" * 2047):
+        hunter, code, body = fetchReply(b"node=127.0.0.1:9100&url=" + url)
+        assert (code, body["field"]) == (400, "url"), url[:10]
+        assert hunter.started == []
+    hunter, code, body = fetchReply(b"node=127.0.0.1:9100&url=" + b"a" * 2047)
+    assert code == 202
+
+
+def test_formWithUnknownEncodingAnswers415():
+    """
+    A form write with a Content-Encoding meetrd does not know is refused
+    with a 415 naming the header, as a JSON write is; nothing is written.
+    """
+    treq, store, api = client({})
+    reply = result(treq.post(
+        "http://x/1.0/metrics", b"metric_id=m&ts=1000&value=1",
+        headers={"Content-Type": "application/x-www-form-urlencoded",
+                 "Content-Encoding": "{}"}))
+    assert reply.code == 415
+    assert json.loads(result(reply.content()))["field"] == "Content-Encoding"
+    assert store.writes == []
+
+
+def test_intervalBelowAMillisecondIsRoundedUp():
+    """
+    A search interval of zero is a 400 naming interval; a nonzero one
+    finer than a millisecond is taken as 1 ms.
+    """
+    treq, store, api = client({})
+    for interval in ("0ms", "0s0ms", "0.0s"):
+        reply = result(treq.get(SEARCH + f"&interval={interval}"))
+        assert reply.code == 400, interval
+        assert json.loads(result(reply.content()))["field"] == "interval"
+    code, body = answeredAfterSearch(treq, store, treq.get(
+        SEARCH + "&interval=0.4ms"))
+    assert code == 200, body
+    assert body["interval"] == 0.001

@@ -187,6 +187,44 @@ def test_schemasAreJSONSchema202012() -> None:
             node = node[part]
 
 
+def _parameterSchema(path: str, method: str, name: str) -> dict[str, Any]:
+    """
+    The schema of the named parameter of an operation.
+    """
+    operation = DOCUMENT["paths"][path][method]
+    [parameter] = [p for p in operation["parameters"] if p["name"] == name]
+    return parameter["schema"]
+
+
+def _valid(schema: dict[str, Any], value: Any) -> bool:
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(schema).is_valid(value)
+
+
+def test_documentSaysWhatTheServerRefuses() -> None:
+    """The document refuses what the server refuses for a field alone: a zero search interval, a metric_names limit outside 1 to 10000, an empty fetch url or one with a scheme, and fields other than node and url in a fetch."""
+    for method in ("get", "head"):
+        interval = _parameterSchema("/1.0/metrics", method, "interval")
+        for refused in ("0ms", "0s0ms", "0.0s", "00h"):
+            assert not _valid(interval, refused), refused
+        for taken in ("0.4ms", "1m", "0s1ms", "1h30m"):
+            assert _valid(interval, taken), taken
+        limit = _parameterSchema("/1.0/metric_names", method, "limit")
+        for refused in ("0", "000", "10001", "0000000001", "99999"):
+            assert not _valid(limit, refused), refused
+        for taken in ("1", "20", "10000", "000000020"):
+            assert _valid(limit, taken), taken
+    fetch = DOCUMENT["paths"]["/fetch"]["post"]["requestBody"]["content"][
+        "application/x-www-form-urlencoded"]["schema"]
+    for refused in ("", "http://node/metrics", "x://y"):
+        assert not _valid(fetch, {"node": ["127.0.0.1:9100"],
+                                  "url": refused}), refused
+    assert _valid(fetch, {"node": ["127.0.0.1:9100"], "url": "metrics"})
+    assert not _valid(fetch, {"node": ["127.0.0.1:9100"], "url": "/m",
+                              "extra": "1"})
+
+
 # The live daemon
 
 
