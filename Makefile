@@ -24,7 +24,7 @@ include Makefile.devnode
 # The web console's chart library (uPlot, pinned, its sha512 checked) from
 # the npm registry into meetrd/console/vendor, once per version.
 console-vendor: $(VENV)/.installed
-	@$(PYTHON) -m meetrd.consolevendor
+	@$(PYTHON) -m tools.consolevendor
 
 # The system's Chromium and its driver, which the console's browser tests
 # drive (nothing is downloaded at run time): installed with apt-get when
@@ -45,7 +45,7 @@ run: venv
 ifeq ($(strip $(MEETR_CONFIG)),)
 	@mkdir -p $(RUN_DIR)
 	@node=$$($(DEVNODE) start | tail -n 1) && \
-	  $(PYTHON) -m meetrd.devconfig "$$node" > $(RUN_DIR)/meetr.yaml && \
+	  $(PYTHON) -m tools.devconfig "$$node" > $(RUN_DIR)/meetr.yaml && \
 	  echo "meetrd: settings $(RUN_DIR)/meetr.yaml, Cassandra $$node" >&2
 	$(VENV)/bin/twistd --pidfile= -n meetr -c $(RUN_DIR)/meetr.yaml
 else

@@ -1,9 +1,11 @@
 """
 Packaging of meetrd: the package, the twistd dropin, the shipped settings
-and the init files.
+and the init files.  The development tooling (C{tools/}: the local
+Cassandra node, the console's vendoring), the tests and the benchmarks are
+not packaged.
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="meetrd",
@@ -12,7 +14,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["meetrd", "meetrd.hunter", "meetrd.proto", "twisted.plugins"],
+    # meetrd and every package under it; twisted/plugins has no
+    # __init__.py, so that it does not hide Twisted's own.
+    packages=find_packages(include=["meetrd", "meetrd.*"]) +
+    ["twisted.plugins"],
     package_data={"twisted.plugins": ["meetr_plugin.py"],
                   "meetrd": ["openapi.json", "console/*.html",
                              "console/*.js", "console/*.css",
@@ -54,6 +59,10 @@ setup(
             # tests/test_console_browser.py: the system's Chromium through
             # its chromedriver (Debian's chromium and chromium-driver).
             "selenium==4.51.0",
+            # tests/test_install.py: the wheel, built without isolation
+            # (setuptools builds wheels by itself from 70.1 on).
+            "build==1.6.1",
+            "setuptools==84.2.1",
         ],
     },
     data_files=[

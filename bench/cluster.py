@@ -61,7 +61,7 @@ def startCluster() -> tuple[str, bool]:
     named = os.environ.get("MEETR_TEST_CLUSTER")
     if named:
         return named, False
-    done = subprocess.run([sys.executable, "-m", "meetrd.devnode", "start"],
+    done = subprocess.run([sys.executable, "-m", "tools.devnode", "start"],
                           env={**os.environ, **CLUSTER_ENV}, cwd=REPO,
                           capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
@@ -70,7 +70,7 @@ def startCluster() -> tuple[str, bool]:
 
 
 def stopCluster() -> None:
-    subprocess.run([sys.executable, "-m", "meetrd.devnode", "stop"],
+    subprocess.run([sys.executable, "-m", "tools.devnode", "stop"],
                    env={**os.environ, **CLUSTER_ENV}, cwd=REPO,
                    capture_output=True, timeout=300)
 

@@ -1,10 +1,10 @@
 """
 A real three-node Cassandra cluster keeps answering while one node is down.
 
-Needs a cluster started by C{make cassandra NODES=3} (L{meetrd.devnode}),
+Needs a cluster started by C{make cassandra NODES=3} (L{tools.devnode}),
 named by C{MEETR_TEST_CLUSTER}: its contact points, comma-separated, such as
 C{127.0.0.1:19042,127.0.0.2:19042,127.0.0.3:19042}.  The test kills node 3
-with C{python -m meetrd.devnode kill-node 3} and starts it again, so it runs
+with C{python -m tools.devnode kill-node 3} and starts it again, so it runs
 with the same C{MEETR_NODE_*} environment the cluster was started with
 (C{MEETR_NODE_COUNT}, C{MEETR_NODE_ADDRESS} and C{MEETR_NODE_PORT} default
 to what the contact points say).
@@ -41,7 +41,7 @@ def contactPoints() -> list[tuple[str, int]]:
 
 def devnodeEnvironment(points: list[tuple[str, int]]) -> dict[str, str]:
     """
-    The environment of C{python -m meetrd.devnode}: ours, with the cluster's
+    The environment of C{python -m tools.devnode}: ours, with the cluster's
     size, first address and port where they are not set.
     """
     env = dict(os.environ)
@@ -53,11 +53,11 @@ def devnodeEnvironment(points: list[tuple[str, int]]) -> dict[str, str]:
 
 def devnode(points: list[tuple[str, int]], *args: str) -> None:
     """
-    Run C{python -m meetrd.devnode} with C{args} for the cluster; fail the
+    Run C{python -m tools.devnode} with C{args} for the cluster; fail the
     test, showing its output, if it fails.
     """
     result = subprocess.run(
-        [sys.executable, "-m", "meetrd.devnode", *args],
+        [sys.executable, "-m", "tools.devnode", *args],
         cwd=REPOSITORY, env=devnodeEnvironment(points),
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
     )

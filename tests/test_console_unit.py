@@ -20,7 +20,7 @@ from twisted.internet.task import Clock
 
 from meetrd.api import MetricsAPI
 from meetrd.consolefiles import ConsoleFiles
-from meetrd.consolevendor import (
+from tools.consolevendor import (
     FILES,
     IntegrityError,
     checkIntegrity,

@@ -1,5 +1,5 @@
 """
-Tests for L{meetrd.devnode}: the pure parts of the dev Cassandra node tool.
+Tests for L{tools.devnode}: the pure parts of the dev Cassandra node tool.
 
 No Cassandra node is started here; processes are stood in for by short
 Python sleepers whose command lines look like a node's.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from meetrd import devnode
-from meetrd.devnode import DevNodeError, NodeSettings
+from tools import devnode
+from tools.devnode import DevNodeError, NodeSettings
 
 #: The public instance fields of org.apache.cassandra.config.Config in
 #: cassandra-all 5.0.9 (javap), i.e. the keys its cassandra.yaml accepts.
@@ -975,6 +975,27 @@ def test_checkConfigUnchanged(tmp_path: Path) -> None:
     moved = clusterFor(tmp_path, storage_port=27001).forNode(3)
     with pytest.raises(DevNodeError, match="other settings"):
         devnode.checkConfigUnchanged(moved)
+
+
+def test_checkConfigUnchangedIgnoresComments(tmp_path: Path) -> None:
+    """
+    A node whose yaml was written when the tool lived elsewhere (another
+    name in its header comment) restarts with the same settings; a changed
+    setting under that header is still refused.
+    """
+    node = clusterFor(tmp_path).forNode(3)
+    devnode.writeConfig(node)
+    path = node.confDir / "cassandra.yaml"
+    header, text = path.read_text().split("\n", 1)
+    assert header.startswith("# Written by tools.devnode")
+    older = "# Written by the node tool at its former place.\n" + text
+    path.write_text(older)
+    devnode.checkConfigUnchanged(node)
+    moved = older.replace("storage_port: 17000", "storage_port: 27001")
+    assert "storage_port: 27001" in moved
+    path.write_text(moved)
+    with pytest.raises(DevNodeError, match="other settings"):
+        devnode.checkConfigUnchanged(node)
 
 
 def test_stopStopsEveryNodeOfTheHome(tmp_path: Path, fakeNode) -> None:

@@ -1,7 +1,8 @@
 """
 Installing meetrd for real: C{pip install .} into a fresh virtualenv gives
 a C{twistd meetr} that works from any directory, and ships the settings and
-init files.
+init files; the wheel C{python -m build} makes holds the daemon and nothing
+of the development tooling, the tests or the benchmarks.
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 from tests.support import REPO
+
+#: What a copy of the working tree leaves out: version control, the
+#: virtualenv, the nodes' homes, caches and earlier build output.
+NOT_SOURCE = {".git", ".venv", ".cassandra", ".cassandra-cluster", ".cache",
+              ".run", ".hypothesis", ".pytest_cache", "build", "dist"}
 
 
 def run(*command, cwd):
@@ -58,3 +65,73 @@ def test_pipInstall(tmp_path):
                  "meetr-instances"):
         assert (share / "init" / name).is_file(), name
     assert Path(sys.executable) != python
+
+
+def sourceTree(target: Path) -> Path:
+    """
+    Copy the repository's working tree (its tools, tests and benchmarks
+    included, the console's vendored files too) to C{target}, without
+    version control, the virtualenv, the nodes' homes and build output.
+    """
+    def ignore(folder, names):
+        ignored = {name for name in names
+                   if name.endswith(".egg-info") or name == "__pycache__"
+                   or name == "dropin.cache"}
+        if Path(folder) == REPO:
+            ignored |= NOT_SOURCE & set(names)
+        return ignored
+
+    shutil.copytree(REPO, target, ignore=ignore, symlinks=True)
+    return target
+
+
+def test_wheelHoldsOnlyTheDaemon(tmp_path):
+    """
+    C{python -m build --wheel} on the working tree makes a wheel holding
+    every module and data file of the C{meetrd} package (the console's
+    vendored chart library among them), the twistd dropin, the settings and
+    init files, and nothing else: no C{tools/}, C{tests/} or C{bench/}, no
+    development node, development settings or vendoring module, no
+    C{__init__.py} that would hide Twisted's own C{twisted} package.
+    """
+    source = sourceTree(tmp_path / "src")
+    if not (source / "meetrd" / "console" / "vendor" / "VERSION").is_file():
+        vendored = run(sys.executable, "-m", "tools.consolevendor",
+                       cwd=source)
+        assert vendored.returncode == 0, vendored.stderr[-3000:]
+    dist = tmp_path / "dist"
+    built = run(sys.executable, "-m", "build", "--wheel", "--no-isolation",
+                "--outdir", str(dist), str(source), cwd=tmp_path)
+    assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
+    [wheel] = dist.glob("meetrd-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+
+    package = {path.relative_to(source).as_posix()
+               for path in (source / "meetrd").rglob("*")
+               if path.is_file() and (path.suffix == ".py"
+                                      or "console" in path.parts)}
+    assert "meetrd/tap.py" in package
+    assert package <= names, sorted(package - names)
+    for name in ("meetrd/tap.py", "meetrd/openapi.json",
+                 "meetrd/promql/engine.py", "meetrd/proto/remote.proto",
+                 "twisted/plugins/meetr_plugin.py",
+                 "meetrd/console/index.html", "meetrd/console/console.js",
+                 "meetrd/console/vendor/uPlot.iife.min.js",
+                 "meetrd/console/vendor/uPlot.min.css",
+                 "meetrd/console/vendor/uPlot.LICENSE.txt"):
+        assert name in names, name
+
+    info = "-".join(wheel.name.split("-")[:2])
+    data = f"{info}.data/data/share/meetrd/"
+    assert {f"{data}etc/meetr/meetr.yaml", f"{data}init/meetr",
+            f"{data}init/meetr@.service"} <= names
+    assert {name.split("/")[0] for name in names} == {
+        "meetrd", "twisted", f"{info}.dist-info", f"{info}.data"}
+    assert [name for name in names if name.startswith("twisted/")] == \
+        ["twisted/plugins/meetr_plugin.py"]
+    development = [name for name in names
+                   if any(word in name for word in
+                          ("devnode", "devconfig", "consolevendor",
+                           "tools/", "tests/", "bench/"))]
+    assert development == []

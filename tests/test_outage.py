@@ -34,7 +34,7 @@ def freePort():
 class SpareNode:
     """
     A second Cassandra node, on ports of its own, sharing the jars of the
-    project's node; started and stopped with C{meetrd.devnode}.
+    project's node; started and stopped with C{tools.devnode}.
     """
 
     def __init__(self, home):
@@ -51,7 +51,7 @@ class SpareNode:
 
     def run(self, command):
         result = subprocess.run(
-            [sys.executable, "-m", "meetrd.devnode", command], env=self.env,
+            [sys.executable, "-m", "tools.devnode", command], env=self.env,
             capture_output=True, text=True, timeout=300,
             stdin=subprocess.DEVNULL)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -14,9 +14,9 @@ repository root)::
 
 Usage::
 
-    python -m meetrd.devnode start    # idempotent; last stdout line is host:port
-    python -m meetrd.devnode status   # exit 0 if a node answers CQL, 3 if not
-    python -m meetrd.devnode stop     # SIGTERM, then SIGKILL after a grace period
+    python -m tools.devnode start    # idempotent; last stdout line is host:port
+    python -m tools.devnode status   # exit 0 if a node answers CQL, 3 if not
+    python -m tools.devnode stop     # SIGTERM, then SIGKILL after a grace period
 
 With C{MEETR_NODE_COUNT} above 1, C{start} runs a cluster instead: node M{i}
 listens on the M{i}-th address from C{MEETR_NODE_ADDRESS} on (127.0.0.1,
@@ -29,9 +29,9 @@ the seed.  The jars stay in C{lib/}; each node has its own folder::
 C{start} then waits until every node sees every other one NORMAL and prints
 the contact points, comma-separated.  One node is handled alone with::
 
-    python -m meetrd.devnode stop-node 2    # SIGTERM, as stop
-    python -m meetrd.devnode kill-node 2    # SIGKILL, as a crash
-    python -m meetrd.devnode start-node 2   # waits until the others see it NORMAL
+    python -m tools.devnode stop-node 2    # SIGTERM, as stop
+    python -m tools.devnode kill-node 2    # SIGKILL, as a crash
+    python -m tools.devnode start-node 2   # waits until the others see it NORMAL
 
 C{stop} stops every node of the home; C{status} and the node commands find
 the number of nodes from the C{node*} folders when C{MEETR_NODE_COUNT} is
@@ -357,7 +357,8 @@ class NodeSettings:
 
 def defaultHome() -> Path:
     """
-    The default node home: C{.cassandra/} beside the C{meetrd} package.
+    The default node home: C{.cassandra/} at the repository root, beside
+    the C{tools} package.
     """
     return Path(__file__).resolve().parent.parent / ".cassandra"
 
@@ -444,7 +445,7 @@ def renderPom(version: str) -> str:
     The throwaway pom whose only dependency is C{cassandra-all}.
     """
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by meetrd.devnode: the jars of a dev Cassandra node. -->
+<!-- Written by tools.devnode: the jars of a dev Cassandra node. -->
 <project xmlns="http://maven.apache.org/POM/4.0.0"
          xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
          xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
@@ -539,7 +540,7 @@ def renderCassandraYaml(settings: NodeSettings) -> str:
     """
     The node's C{cassandra.yaml}, from L{cassandraYamlValues} plus the seeds.
     """
-    lines = ["# Written by meetrd.devnode on every start: edits are lost."]
+    lines = ["# Written by tools.devnode on every start: edits are lost."]
     for key, value in cassandraYamlValues(settings).items():
         if isinstance(value, list):
             lines.append(f"{key}:")
@@ -574,7 +575,7 @@ def renderRackdcProperties() -> str:
     and rack, for C{GossipingPropertyFileSnitch}.
     """
     return (
-        "# Written by meetrd.devnode on every start: edits are lost.\n"
+        "# Written by tools.devnode on every start: edits are lost.\n"
         f"dc={DATACENTER}\nrack={RACK}\n"
     )
 
@@ -585,7 +586,7 @@ def renderLogbackXml(settings: NodeSettings) -> str:
     """
     log = settings.logDir / "system.log"
     return f"""<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by meetrd.devnode on every start: edits are lost. -->
+<!-- Written by tools.devnode on every start: edits are lost. -->
 <configuration scan="false">
   <appender name="FILE" class="ch.qos.logback.core.rolling.RollingFileAppender">
     <file>{log}</file>
@@ -1608,6 +1609,16 @@ def clusterStatus(settings: NodeSettings) -> int:
     return 0
 
 
+def settingLines(text: str) -> list[str]:
+    """
+    The lines of a C{cassandra.yaml} without its comments: a node's config
+    written by an earlier version of this tool, whose header named it
+    otherwise, has the same settings.
+    """
+    return [line for line in text.splitlines()
+            if not line.lstrip().startswith("#")]
+
+
 def checkConfigUnchanged(settings: NodeSettings) -> None:
     """
     Refuse to restart a node of a cluster with other settings than those it
@@ -1621,7 +1632,7 @@ def checkConfigUnchanged(settings: NodeSettings) -> None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return
-    if text != renderCassandraYaml(settings):
+    if settingLines(text) != settingLines(renderCassandraYaml(settings)):
         raise DevNodeError(
             f"{path} was written with other settings (MEETR_NODE_ADDRESS, "
             "MEETR_NODE_PORT, MEETR_NODE_STORAGE_PORT, MEETR_NODE_COUNT...): use "
@@ -1688,8 +1699,8 @@ def stopNode(settings: NodeSettings, kill: bool = False) -> int:
 
 COMMANDS = ("start", "stop", "status")
 NODE_COMMANDS = ("start-node", "stop-node", "kill-node")
-USAGE = (f"usage: python -m meetrd.devnode {{{'|'.join(COMMANDS)}}}\n"
-         f"       python -m meetrd.devnode {{{'|'.join(NODE_COMMANDS)}}} N")
+USAGE = (f"usage: python -m tools.devnode {{{'|'.join(COMMANDS)}}}\n"
+         f"       python -m tools.devnode {{{'|'.join(NODE_COMMANDS)}}} N")
 
 
 def parseArguments(argv: Sequence[str]) -> tuple[str, int | None] | None:

@@ -1,10 +1,11 @@
 """
 The web console's chart library, uPlot, fetched from the npm registry at
 a pinned version and checked against the registry's sha512 integrity,
-into C{meetrd/console/vendor} (git-ignored, shipped in the wheel).  Run by
-C{make} before anything that serves or tests the console:
+into C{meetrd/console/vendor} (git-ignored, shipped in the wheel as package
+data; this module is not).  Run by C{make} from the repository root before
+anything that serves, tests or packages the console:
 
-    python -m meetrd.consolevendor
+    python -m tools.consolevendor
 
 Nothing is fetched when the files of the pinned version are already there;
 nothing is fetched at run time.
@@ -30,7 +31,9 @@ FILES = {
     "package/dist/uPlot.min.css": "uPlot.min.css",
     "package/LICENSE": "uPlot.LICENSE.txt",
 }
-VENDOR = Path(__file__).resolve().parent / "console" / "vendor"
+# The console folder of the package, beside this one.
+REPOSITORY = Path(__file__).resolve().parent.parent
+VENDOR = REPOSITORY / "meetrd" / "console" / "vendor"
 
 
 class IntegrityError(Exception):
@@ -90,10 +93,10 @@ def main(folder: Path = VENDOR) -> int:
     try:
         checkIntegrity(data, INTEGRITY)
     except IntegrityError as e:
-        print(f"meetrd.consolevendor: {TARBALL}: {e}", file=sys.stderr)
+        print(f"tools.consolevendor: {TARBALL}: {e}", file=sys.stderr)
         return 1
     for path in extract(data, folder):
-        print(f"meetrd.consolevendor: {path}", file=sys.stderr)
+        print(f"tools.consolevendor: {path}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """
 Write the settings of a development run against a local node:
-C{python -m meetrd.devconfig HOST:PORT > meetr.yaml}.
+C{python -m tools.devconfig HOST:PORT > meetr.yaml}.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
     Print the development settings for the node named on the command line.
     """
     if len(argv) != 2:
-        sys.stderr.write("usage: python -m meetrd.devconfig HOST:PORT\n")
+        sys.stderr.write("usage: python -m tools.devconfig HOST:PORT\n")
         return 2
     sys.stdout.write(yaml.safe_dump(developmentSettings(argv[1]),
                                     sort_keys=False))
