@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from meetrd.admission import AdmissionGate
 from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.consolefiles import SECURITY_HEADERS, ConsoleFiles
@@ -40,7 +41,7 @@ from meetrd.validation import (
     checkPoint,
     parseJSON,
 )
-from meetrd.web import jsonBody
+from meetrd.web import ApiError, jsonBody
 
 RETRY_AFTER_SECONDS = 5
 # How many metric names /1.0/metric_names answers by default, and at most.
@@ -49,30 +50,6 @@ METRIC_NAMES_MAX_LIMIT = 10_000
 # The longest C{url} a fetch takes (the path, less its leading slash, fits
 # the hunter's 2048 characters).
 FETCH_URL_MAX_LENGTH = 2047
-
-
-class ApiError(Exception):
-    """
-    An answer other than success, with a JSON body.
-    """
-
-    def __init__(self, code: int, body: dict[str, Any],
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(code, body)
-        self.code = code
-        self.body = body
-        self.headers = headers or {}
-
-
-class Overloaded(ApiError):
-    """
-    Too many requests of a kind in flight: try again shortly.
-    """
-
-    def __init__(self, kind: str, inFlight: int) -> None:
-        super().__init__(503, {"error": f"overloaded: {inFlight} {kind} in "
-                                        f"flight; try again shortly"},
-                         {"Retry-After": "1"})
 
 
 class TooLarge(ApiError):
@@ -186,8 +163,10 @@ class MetricsAPI:
         self.hunter = hunter
         self.selfMetrics = selfMetrics
         self.authorizer = Authorizer(settings.auth)
-        self.writesInFlight = 0
-        self.searchesInFlight = 0
+        self.writes = AdmissionGate(settings.http.max_writes_in_flight,
+                                    "writes")
+        self.searches = AdmissionGate(settings.http.max_searches_in_flight,
+                                      "searches")
         self.remoteSeries = SeriesCache()
         self.queries = QueryAPI(
             store, settings.limits, clock,
@@ -227,14 +206,15 @@ class MetricsAPI:
         C{metrics}, or a JSON body); answer once Cassandra has it.
         """
         self.authorizer.check(request, "write")
-        if self.writesInFlight >= self.settings.http.max_writes_in_flight:
-            raise Overloaded("writes", self.writesInFlight)
-        self.writesInFlight += 1
-        # A large JSON body is checked in slices (a Deferred), anything
-        # else at once; either way a bad batch fails before any write.
-        d = maybeDeferred(self._pointsOf, request)
-        d.addCallback(self.store.writePoints)
-        d.addBoth(self._writeDone)
+
+        def check() -> Any:
+            # A large JSON body is checked in slices (a Deferred),
+            # anything else at once; either way a bad batch fails before
+            # any write.
+            d = maybeDeferred(self._pointsOf, request)
+            return d.addCallback(self.store.writePoints)
+
+        d = self.writes.run(check)
 
         def written(count: int) -> bytes:
             if self.selfMetrics is not None:
@@ -242,14 +222,6 @@ class MetricsAPI:
             return _respond(request, 200, {"status": "ok", "written": count})
 
         return d.addCallback(written)
-
-    def _writeDone(self, result: Any) -> Any:
-        self.writesInFlight -= 1
-        return result
-
-    def _searchDone(self, result: Any) -> Any:
-        self.searchesInFlight -= 1
-        return result
 
     def _pointsOf(self, request: IRequest) -> list[Any] | Deferred[list[Any]]:
         limits = self.settings.limits
@@ -296,10 +268,6 @@ class MetricsAPI:
         writes in flight) a C{503} (senders send it again).
         """
         self.authorizer.check(request, "write")
-        if self.writesInFlight >= self.settings.http.max_writes_in_flight:
-            raise Overloaded("writes", self.writesInFlight)
-        self.writesInFlight += 1
-        d = maybeDeferred(self._remotePointsOf, request)
 
         def store(received: Received) -> Any:
             if self.selfMetrics is not None:
@@ -318,8 +286,10 @@ class MetricsAPI:
             request.setResponseCode(204)
             return b""
 
-        return d.addCallback(store).addBoth(self._writeDone).addCallback(
-            written)
+        d = self.writes.run(
+            lambda: maybeDeferred(self._remotePointsOf, request).addCallback(
+                store))
+        return d.addCallback(written)
 
     def _remotePointsOf(self, request: IRequest) -> Received:
         encoding = (request.getHeader(b"content-encoding") or b"").strip()
@@ -354,12 +324,9 @@ class MetricsAPI:
         Aggregate a metric over an inclusive time range.
         """
         self.authorizer.check(request, "read")
-        if self.searchesInFlight >= self.settings.http.max_searches_in_flight:
-            raise Overloaded("searches", self.searchesInFlight)
-        query = self._queryOf(request)
-        self.searchesInFlight += 1
-        d = runSearch(self.store, query, self.settings.limits, self.clock)
-        d.addBoth(self._searchDone)
+        d = self.searches.run(
+            lambda: runSearch(self.store, self._queryOf(request),
+                              self.settings.limits, self.clock))
         return d.addCallback(lambda body: _respond(request, 200, body))
 
     def _queryOf(self, request: IRequest) -> Query:
@@ -424,9 +391,6 @@ class MetricsAPI:
                                f"characters")
         limit = _intArg(request, "limit", METRIC_NAMES_LIMIT, 1,
                         METRIC_NAMES_MAX_LIMIT)
-        if self.searchesInFlight >= self.settings.http.max_searches_in_flight:
-            raise Overloaded("searches", self.searchesInFlight)
-        self.searchesInFlight += 1
         progress = ReadProgress()
         progress.begin("reading the metric names", 1)
         seconds = self.settings.limits.search_timeout
@@ -436,9 +400,11 @@ class MetricsAPI:
                 return Failure(SearchTimedOut(seconds, progress.describe()))
             return result
 
-        d = self.store.metricNames(progress)
-        d.addTimeout(seconds, self.clock, onTimeoutCancel=timedOut)
-        d.addBoth(self._searchDone)
+        def read() -> Deferred[list[str]]:
+            d = self.store.metricNames(progress)
+            return d.addTimeout(seconds, self.clock, onTimeoutCancel=timedOut)
+
+        d = self.searches.run(read)
 
         def answer(names: list[str]) -> bytes:
             matching = [n for n in names if n.startswith(prefix)]
@@ -459,13 +425,10 @@ class MetricsAPI:
         """
         self.authorizer.check(request, "read")
         if counted:
-            if self.searchesInFlight >= \
-                    self.settings.http.max_searches_in_flight:
-                raise Overloaded("searches", self.searchesInFlight)
-            self.searchesInFlight += 1
-        d = maybeDeferred(run, request.args)
-        if counted:
-            d.addBoth(self._searchDone)
+            d = self.searches.run(run, request.args)
+        else:
+            d = maybeDeferred(run, request.args)
+
         def respond(answer: tuple[int, Any]) -> bytes:
             code, body = answer
             headers = {"Retry-After": "1"} if code == 503 else None

@@ -1,6 +1,7 @@
 """
 The HTTP server around the API: a C{Site} whose requests refuse bodies
-over the configured size with a JSON C{413}, without buffering them.
+over the configured size with a JSON C{413}, without buffering them; the
+JSON answers (L{jsonBody}, L{ApiError}) the API gives.
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ def jsonBody(payload: Any) -> bytes:
     """
     return json.dumps(payload, separators=(",", ":"),
                       allow_nan=False).encode("utf-8") + b"\n"
+
+
+class ApiError(Exception):
+    """
+    An answer other than success, with a JSON body.
+    """
+
+    def __init__(self, code: int, body: dict[str, Any],
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(code, body)
+        self.code = code
+        self.body = body
+        self.headers = headers or {}
 
 
 class LimitedRequest(Request):

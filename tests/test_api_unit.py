@@ -105,7 +105,7 @@ def test_writesOverCapAnswer503AtOnce():
         d.callback(len(points))
     treq.flush()
     assert result(first).code == 200 and result(second).code == 200
-    assert api.writesInFlight == 0
+    assert api.writes.inFlight == 0
     third = post(treq)
     assert len(store.writes) == 3
     store.writes[2][1].callback(1)
@@ -122,7 +122,7 @@ def test_failedWritesFreeTheirPlace():
     store.writes[0][1].errback(RuntimeError("boom"))
     treq.flush()
     assert result(pending).code == 500
-    assert api.writesInFlight == 0
+    assert api.writes.inFlight == 0
 
 
 def test_searchesOverCapAnswer503():
@@ -136,7 +136,7 @@ def test_searchesOverCapAnswer503():
     store.searches[0].callback([])
     treq.flush()
     assert result(held).code == 200
-    assert api.searchesInFlight == 0
+    assert api.searches.inFlight == 0
 
 
 def test_searchPastItsDeadlineAnswers503():
@@ -161,7 +161,7 @@ def test_searchPastItsDeadlineAnswers503():
     assert body["reading"] == "reading the series index of 'm': 0 of 3 " \
         "reads done"
     assert "5s deadline" in body["error"]
-    assert api.searchesInFlight == 0
+    assert api.searches.inFlight == 0
 
 
 def test_answerOverTheCapAnswers400():

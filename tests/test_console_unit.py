@@ -140,12 +140,12 @@ def test_metricNamesCountAsSearches():
                               NamesStore(hold=True))
     pending = treq.get("http://x/1.0/metric_names")
     treq.flush()
-    assert api.searchesInFlight == 1
+    assert api.searches.inFlight == 1
     assert getJSON(treq, "/1.0/metric_names")[0] == 503
     store.held[0].callback(["a"])
     code, _, body = answer(treq, pending)
     assert (code, json.loads(body)["metrics"]) == (200, ["a"])
-    assert api.searchesInFlight == 0
+    assert api.searches.inFlight == 0
 
 
 def test_metricNamesPastTheDeadline():
@@ -162,7 +162,7 @@ def test_metricNamesPastTheDeadline():
     assert code == 503
     assert json.loads(body)["field"] == "limits.search_timeout"
     assert headers.getRawHeaders("retry-after") == ["1"]
-    assert api.searchesInFlight == 0
+    assert api.searches.inFlight == 0
 
 
 def consoleFolder(tmp_path):

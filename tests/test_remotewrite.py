@@ -198,7 +198,7 @@ def test_storedRequestAnswers204():
     treq.flush()
     [response] = early
     assert (response.code, result(response.content())) == (204, b"")
-    assert api.writesInFlight == 0
+    assert api.writes.inFlight == 0
 
 
 @pytest.mark.parametrize("headers, body, field", [
