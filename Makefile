@@ -65,7 +65,8 @@ test: venv peers chromium
 # .cassandra-cluster, started for them and stopped after them.
 CLUSTER_ENV = MEETR_NODE_HOME=$(CURDIR)/.cassandra-cluster \
   MEETR_NODE_PORT=19142 MEETR_NODE_STORAGE_PORT=17100 MEETR_NODE_COUNT=3
-CLUSTER_TESTS = tests/test_cluster.py tests/test_cluster_daemons.py
+CLUSTER_TESTS = tests/test_cluster.py tests/test_cluster_daemons.py \
+  tests/test_membership_live.py
 
 test-cluster: venv
 	@points=$$($(CLUSTER_ENV) $(DEVNODE) start | tail -n 1) || \

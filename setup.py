@@ -70,6 +70,7 @@ setup(
         ("share/meetrd/etc/haproxy", ["etc/haproxy/meetr.cfg"]),
         ("share/meetrd/init", ["init/meetr", "init/meetr.sysconfig",
                                "init/meetr@.service",
-                               "init/meetr-instances"]),
+                               "init/meetr-instances",
+                               "init/meetr-functions"]),
     ],
 )

@@ -15,6 +15,14 @@ member joins or leaves, only the keys it gains or loses move.
 An instance that dies without deleting its row is a member until the
 row's TTL passes; its targets are then taken over at the next
 heartbeat of the others, within C{heartbeat + heartbeat_ttl}.
+
+A member that has just joined owns its share at once, but its row says
+it is I{joining} until it has scraped every target of its share once
+(L{Membership.markWarm}): a process that has just started writes the
+index rows of every series it meets, and on a loaded machine its first
+scrapes can run late.  The members whose targets it took scrape them on
+while it is joining, and for C{heartbeat_ttl} after, so that no due
+scrape falls between the two (see L{meetrd.hunter.service}).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from meetrd.hunter.targets import stableHash
+from meetrd.store import whenStoreConnected
 
 
 def defaultInstanceName() -> str:
@@ -59,7 +68,11 @@ class Membership(Service):
 
     @ivar members: the live members (sorted) as of the last read; empty
         until the first read.
+    @ivar joining: those of C{members} (not this instance) whose rows say
+        they have not yet scraped their whole share once.
     @ivar ready: whether a read has succeeded.
+    @ivar warm: whether this instance has scraped its whole share once
+        (written in its row; see L{markWarm}).
     """
 
     log = Logger()
@@ -67,8 +80,10 @@ class Membership(Service):
     def __init__(self, store: Any, instance: str, heartbeat: float,
                  ttl: float, clock: Any) -> None:
         """
-        @param store: provides C{heartbeat(instance, ttlSeconds)},
-            C{members()} and C{leave(instance)}, each a Deferred.
+        @param store: provides C{heartbeat(instance, ttlSeconds, warm)},
+            C{members()} (pairs of a name and its warm flag, C{None}
+            when its row has none) and C{leave(instance)}, each a
+            Deferred.
         @param instance: this instance's name among the members.
         @param heartbeat: seconds between heartbeats.
         @param ttl: seconds a heartbeat row lives.
@@ -80,7 +95,9 @@ class Membership(Service):
         self.ttl = ttl
         self.clock = clock
         self.members: tuple[str, ...] = ()
+        self.joining: frozenset[str] = frozenset()
         self.ready = False
+        self.warm = False
         self.listeners: list[Callable[[tuple[str, ...]], None]] = []
         self._loop: LoopingCall | None = None
         self._waiting: list[Deferred[None]] = []
@@ -100,6 +117,25 @@ class Membership(Service):
         """
         return rendezvousOwner(key, self.members)
 
+    def isJoining(self, member: str | None) -> bool:
+        """
+        Whether C{member} has yet to scrape its whole share once, as its
+        row said at the last read.
+        """
+        return member in self.joining
+
+    def markWarm(self) -> None:
+        """
+        Say that this instance hunts its whole share on schedule: written
+        at once (when beating), so that the members it took targets from
+        stop hunting them sooner.
+        """
+        if self.warm:
+            return
+        self.warm = True
+        if self._loop is not None and self._loop.running:
+            self.beat()
+
     def whenReady(self) -> Deferred[None]:
         """
         Fire once the members have been read.
@@ -116,11 +152,7 @@ class Membership(Service):
         seconds.
         """
         super().startService()
-        whenConnected = getattr(self.store, "whenConnected", None)
-        if whenConnected is None:
-            self._startBeating(None)
-        else:
-            whenConnected().addCallback(self._startBeating)
+        whenStoreConnected(self.store).addCallback(self._startBeating)
 
     def _startBeating(self, _: object) -> None:
         if not self.running or self._loop is not None:
@@ -151,7 +183,7 @@ class Membership(Service):
         listeners when they changed.  A failure (Cassandra unreachable)
         keeps the last view and is logged once until a beat succeeds.
         """
-        d = self.store.heartbeat(self.instance, self.ttl)
+        d = self.store.heartbeat(self.instance, self.ttl, self.warm)
         d.addCallback(lambda _: self.store.members())
         d.addCallback(self._read)
 
@@ -164,18 +196,25 @@ class Membership(Service):
 
         return d.addErrback(failed)
 
-    def _read(self, found: Sequence[str]) -> None:
+    def _read(self, found: Sequence[tuple[str, bool | None]]) -> None:
         if self._failing:
             self.log.info("Heartbeat works again")
         self._failing = False
-        members = tuple(sorted(set(found) | {self.instance}))
-        changed = members != self.members or not self.ready
+        members = tuple(sorted({name for name, _ in found} | {self.instance}))
+        # A row without the flag is of a version that knows no joining.
+        joining = frozenset(name for name, warm in found
+                            if warm is False and name != self.instance)
+        changed = members != self.members or joining != self.joining \
+            or not self.ready
         self.members = members
+        self.joining = joining
         firstRead = not self.ready
         self.ready = True
         if changed:
-            self.log.info("Hunt members: {members}",
-                          members=", ".join(members))
+            self.log.info("Hunt members: {members}{joining}",
+                          members=", ".join(members),
+                          joining=f" (joining: {', '.join(sorted(joining))})"
+                          if joining else "")
             for listener in list(self.listeners):
                 listener(members)
         if firstRead:

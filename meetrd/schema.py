@@ -97,6 +97,7 @@ TABLES = (
         grp text,
         instance text,
         since timestamp,
+        hunting boolean,
         PRIMARY KEY ((grp), instance)
     ) WITH comment = 'meetrd: live instances sharing the hunt (rows with a TTL)'""",
     """CREATE TABLE IF NOT EXISTS {ks}.buckets (
@@ -229,9 +230,11 @@ SELECT_VALUES = (
     "source = ? AND bucket = ? AND series_id IN ? AND ts >= ? AND ts <= ?"
 )
 # The members sharing the hunt (see meetrd.membership): one partition.
-INSERT_MEMBER = ("INSERT INTO {ks}.members (grp, instance, since) "
-                 "VALUES ('hunt', ?, ?) USING TTL ?")
-SELECT_MEMBERS = "SELECT instance FROM {ks}.members WHERE grp = 'hunt'"
+# C{hunting}: whether the member has scraped its whole share once.
+INSERT_MEMBER = ("INSERT INTO {ks}.members (grp, instance, since, hunting) "
+                 "VALUES ('hunt', ?, ?, ?) USING TTL ?")
+SELECT_MEMBERS = ("SELECT instance, hunting FROM {ks}.members "
+                  "WHERE grp = 'hunt'")
 DELETE_MEMBER = "DELETE FROM {ks}.members WHERE grp = 'hunt' AND instance = ?"
 # Every metric with an index slice (slices expire with the index), for
 # the metric names of the Prometheus query API.
@@ -394,7 +397,8 @@ def schemaRunner(session: Any, timeout: float) -> Any:
 # Columns added to tables after they were first made: (table, column,
 # type).  A keyspace made before gets them at start; its rows written
 # before lack them (see docs/storage.md, "Rollups").
-ADDED_COLUMNS = (("rollups", "m2", "double"),)
+ADDED_COLUMNS = (("rollups", "m2", "double"),
+                 ("members", "hunting", "boolean"))
 
 
 def addMissingColumns(session: Any, keyspace: str, timeout: float,

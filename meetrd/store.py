@@ -167,6 +167,15 @@ class ReadProgress:
         return f"{self.stage}: {self.done} of {self.total} reads done"
 
 
+def whenStoreConnected(store: Any) -> Deferred[None]:
+    """
+    Fire once C{store} has connected: its C{whenConnected()}, or at once
+    for a store that is always connected (one without that method).
+    """
+    wait = getattr(store, "whenConnected", None)
+    return succeed(None) if wait is None else wait()
+
+
 class MetricStore:
     """
     Points in, summaries out, all through one Cassandra session.
@@ -1022,10 +1031,12 @@ class MetricStore:
 
     # Members of the hunt
 
-    def heartbeat(self, instance: str, ttlSeconds: float) -> Deferred[Any]:
+    def heartbeat(self, instance: str, ttlSeconds: float,
+                  warm: bool = True) -> Deferred[Any]:
         """
         Write this instance's row among the hunt's members, alive for
-        C{ttlSeconds}.
+        C{ttlSeconds}; C{warm}: whether it has scraped its whole share
+        once (see L{meetrd.membership}).
         """
         try:
             statements = self._require()
@@ -1034,18 +1045,19 @@ class MetricStore:
         since = self._startedAt.setdefault(
             instance, int(self._reactor.seconds() * 1000))
         return self._run(statements.insertMember,
-                         (instance, since, max(1, round(ttlSeconds))))
+                         (instance, since, warm, max(1, round(ttlSeconds))))
 
-    def members(self) -> Deferred[list[str]]:
+    def members(self) -> Deferred[list[tuple[str, bool | None]]]:
         """
-        The instances whose heartbeat rows are alive.
+        The instances whose heartbeat rows are alive, each with its warm
+        flag (C{None} when its row has none).
         """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
         return self._read(statements.selectMembers, None).addCallback(
-            lambda rows: [row[0] for row in rows])
+            lambda rows: [(row[0], row[1]) for row in rows])
 
     def leave(self, instance: str) -> Deferred[Any]:
         """

@@ -62,6 +62,9 @@ class Options(usage.Options):
         ["shard-count", None, None,
          "How many instances share the targets; overrides "
          "hunter.shard.count."],
+        ["instance", None, None,
+         "This instance's name among the members sharing the hunt "
+         "(hunter.shard: auto); overrides hunter.instance."],
     ]
 
     settings: Settings
@@ -108,6 +111,12 @@ class Options(usage.Options):
                                     f"{describeErrors(e)}") from None
             overrides["hunter"] = settings.hunter.model_copy(
                 update={"shard": checked})
+        if self["instance"] is not None:
+            if not self["instance"].strip():
+                raise SettingsError("--instance: a name is needed")
+            overrides["hunter"] = overrides.get(
+                "hunter", settings.hunter).model_copy(
+                    update={"instance": self["instance"]})
         if overrides:
             settings = settings.withOverrides(**overrides)
         _checkEndpoint(settings.listen,

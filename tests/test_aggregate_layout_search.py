@@ -37,7 +37,6 @@ from meetrd.readplan import (
     mergeIndexRows,
 )
 from meetrd.search import Query, answer
-from meetrd.settings import Limits
 from meetrd.readplan import SeriesRow
 from meetrd.store import Summary
 

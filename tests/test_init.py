@@ -224,10 +224,17 @@ def test_lifecycle(instances: Instances) -> None:
             time.sleep(0.2)
 
     args = {port: cmdline(pid) for port, pid in pids.items()}
-    assert sorted(option(a, "--shard-index") for a in args.values()) == \
-        ["0", "1"]
-    assert {option(a, "--shard-count") for a in args.values()} == {"2"}
+    names = {port: f"{os.uname().nodename}:{port}" for port in pids}
     for port, a in args.items():
+        # The instances share the hunt by themselves, each under a name
+        # that outlives its restarts; they find each other in Cassandra.
+        assert option(a, "--instance") == names[port]
+        assert "--shard-index" not in a and "--shard-count" not in a
+        waitFor(lambda: sorted(http("GET", f"http://127.0.0.1:{port}"
+                                    "/targets").json()["members"]) ==
+                sorted(names.values()), 30, "the members")
+        assert http("GET", f"http://127.0.0.1:{port}/targets").json()[
+            "instance"] == names[port]
         assert option(a, "--listen") == f"tcp:{port}:interface=127.0.0.1"
         assert f"--pidfile={instances.pidFile(port)}" in a
         assert f"--logfile={instances.logFile(port)}" in a
@@ -310,10 +317,27 @@ def test_startFailureShowsLog(tmp_path: Path) -> None:
         group.cleanUp()
 
 
+def test_commandsShareTheHuntByThemselves(tmp_path: Path) -> None:
+    """By default each rendered command line names its instance (host and port) for the members sharing the hunt, and gives no fixed shard."""
+    group = Instances(tmp_path, 3, MEETR_OPTS="--help-never-mind")
+    result = group.run("commands")
+    assert result.returncode == 0, result.stderr
+    lines = [shlex.split(line) for line in result.stdout.splitlines()]
+    assert [option(args, "--instance") for args in lines] == [
+        f"{os.uname().nodename}:{port}" for port in group.ports]
+    for args in lines:
+        assert "--shard-index" not in args and "--shard-count" not in args
+        assert args[-1] == "--help-never-mind"
+    bad = Instances(tmp_path / "bad", 1, MEETR_SHARD="static")
+    refused = bad.run("commands")
+    assert refused.returncode == 6
+    assert "MEETR_SHARD must be auto or fixed: 'static'" in refused.stderr
+
+
 def test_commandsShareTheTargets(tmp_path: Path) -> None:
-    """Each rendered command line has its own port, pid file, log file and --shard-index, and the same --shard-count."""
+    """With MEETR_SHARD=fixed, each rendered command line has its own port, pid file, log file and --shard-index, and the same --shard-count."""
     group = Instances(tmp_path, 4, MEETR_TWISTD_OPTS="--umask=0027",
-                      MEETR_OPTS="--help-never-mind")
+                      MEETR_OPTS="--help-never-mind", MEETR_SHARD="fixed")
     result = group.run("commands")
     assert result.returncode == 0, result.stderr
     lines = [shlex.split(line) for line in result.stdout.splitlines()]
@@ -426,8 +450,10 @@ def test_shippedSysconfig(tmp_path: Path) -> None:
     """The shipped sysconfig documents every variable the scripts read, and its values are the scripts' defaults."""
     text = SYSCONFIG.read_text()
     used = set(re.findall(r"\bMEETR_[A-Z_]+\b",
-                          INIT.read_text() + INSTANCES.read_text()))
-    used -= {"MEETR_SYSCONFIG"}
+                          INIT.read_text() + INSTANCES.read_text() +
+                          (INIT.parent / "meetr-functions").read_text()))
+    # Where the scripts find their files: the environment's, not settings.
+    used -= {"MEETR_SYSCONFIG", "MEETR_FUNCTIONS"}
     lines = text.splitlines()
     for name in sorted(used):
         index = next((i for i, line in enumerate(lines)
@@ -513,8 +539,9 @@ def test_systemdLauncher(tmp_path: Path, node: tuple[str, int],
             time.sleep(0.2)
         args = cmdline(process.pid)
         assert any(a.endswith("twistd") for a in args)
-        assert option(args, "--shard-index") == "2"
-        assert option(args, "--shard-count") == "3"
+        assert option(args, "--instance") == \
+            f"{os.uname().nodename}:{port}"
+        assert "--shard-index" not in args
         assert "--pidfile=" in args and "-n" in args
         process.send_signal(signal.SIGHUP)
         waitFor(lambda: "SIGHUP: reloading" in journal.read_text(), 30,

@@ -62,7 +62,7 @@ def test_pipInstall(tmp_path):
     assert (share / "etc/meetr/meetr.yaml").read_text() == \
         (REPO / "etc/meetr/meetr.yaml").read_text()
     for name in ("meetr", "meetr.sysconfig", "meetr@.service",
-                 "meetr-instances"):
+                 "meetr-instances", "meetr-functions"):
         assert (share / "init" / name).is_file(), name
     assert Path(sys.executable) != python
 

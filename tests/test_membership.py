@@ -29,20 +29,22 @@ class MemberRows:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.rows: dict[str, float] = {}
+        self.rows: dict[str, tuple[float, bool]] = {}
         self.down = False
 
-    def heartbeat(self, instance: str, ttl: float) -> Deferred[None]:
+    def heartbeat(self, instance: str, ttl: float,
+                  warm: bool = True) -> Deferred[None]:
         if self.down:
             return fail(StoreUnavailable("down"))
-        self.rows[instance] = self.clock.seconds() + ttl
+        self.rows[instance] = (self.clock.seconds() + ttl, warm)
         return succeed(None)
 
-    def members(self) -> Deferred[list[str]]:
+    def members(self) -> Deferred[list[tuple[str, bool]]]:
         if self.down:
             return fail(StoreUnavailable("down"))
         now = self.clock.seconds()
-        return succeed([m for m, end in self.rows.items() if end > now])
+        return succeed([(m, warm) for m, (end, warm) in self.rows.items()
+                        if end > now])
 
     def leave(self, instance: str) -> Deferred[None]:
         self.rows.pop(instance, None)
@@ -156,10 +158,11 @@ class SlowReads:
         self.clock = clock
         self.delay = delay
 
-    def heartbeat(self, instance: str, ttl: float) -> Deferred[None]:
-        return self.rows.heartbeat(instance, ttl)
+    def heartbeat(self, instance: str, ttl: float,
+                  warm: bool = True) -> Deferred[None]:
+        return self.rows.heartbeat(instance, ttl, warm)
 
-    def members(self) -> Deferred[list[str]]:
+    def members(self) -> Deferred[list[tuple[str, bool]]]:
         return deferLater(self.clock, self.delay, lambda: None).addCallback(
             lambda _: self.rows.members())
 
@@ -302,3 +305,84 @@ def test_newcomerTakesItsShareWithNoGap() -> None:
         fetched = sorted(fetched)
         gaps = [b - a for a, b in zip(fetched, fetched[1:])]
         assert gaps and max(gaps) <= 10.0 + 1e-6, (url, fetched)
+
+
+
+class SlowFirstWrites(ConnectedStore):
+    """
+    The store of a process that has just started: the first write of a
+    target's points also writes the index rows of its series, and on a
+    loaded cluster takes C{delay} seconds; later writes are quick.
+    """
+
+    def __init__(self, clock: Clock, delay: float) -> None:
+        self.clock = clock
+        self.delay = delay
+        self.seen: set[object] = set()
+
+    def writePoints(self, points: list[Any]) -> Deferred[None]:
+        tags = points[0].tags
+        if tags in self.seen:
+            return succeed(None)
+        self.seen.add(tags)
+        return deferLater(self.clock, self.delay, lambda: None)
+
+
+def test_joiningNewcomerRunningLateLeavesNoGap() -> None:
+    """
+    A newcomer whose first writes are slow (a new process writes the
+    index rows of every series it meets) finishes its first scrapes late,
+    and its schedules skip the ticks that fall meanwhile.  The members it
+    took targets from scrape them on until its row says it has scraped
+    its whole share once, and for the heartbeat TTL after: across the
+    join no target goes an interval and a half without a scrape, and
+    afterwards each target has one hunter.
+    """
+    clock = Clock()
+    rows = MemberRows(clock)
+    times: dict[str, list[float]] = {}
+    settings = settingsFromMapping({"hunter": {
+        "heartbeat": "1s", "heartbeat_ttl": "3s", "targets": [{
+            "job": "j", "interval": "2s",
+            "nodes": [f"127.0.0.1:{9000 + i}" for i in range(150)]}]}},
+        "x.yaml")
+
+    def hunter(name: str, store: Any) -> HunterService:
+        member = Membership(rows, name, settings.hunter.heartbeat,
+                            settings.hunter.heartbeat_ttl, clock)
+        fetcher = Refused()
+        made = HunterService(settings, store, clock, fetcher=fetcher,
+                             membership=member)
+
+        def fetch(url: str, *args: Any, **kwargs: Any) -> Deferred[Any]:
+            times.setdefault(url, []).append(clock.seconds())
+            return Refused.fetch(fetcher, url, *args, **kwargs)
+
+        fetcher.fetch = fetch  # type: ignore[method-assign]
+        member.startService()
+        made.startService()
+        return made
+
+    old = [hunter("a", SlowFirstWrites(clock, 0)),
+           hunter("b", SlowFirstWrites(clock, 0))]
+    for _ in range(40):
+        clock.advance(0.25)
+    joinedAt = clock.seconds()
+    new = hunter("c", SlowFirstWrites(clock, 8.0))
+    handedOver = set()
+    for _ in range(160):
+        clock.advance(0.25)
+        handedOver |= {e["url"] for h in old for e in h.report()
+                       if e["handover"] == "c"}
+    assert len(times) == 150
+    # While it was joining, the old members said which targets they were
+    # handing over, and to whom.
+    assert handedOver == {loop.target.url for loop in new.loops.values()}
+    for url, fetched in times.items():
+        fetched = sorted(t for t in fetched if t >= joinedAt - 2)
+        gaps = [b - a for a, b in zip(fetched, fetched[1:])]
+        assert gaps and max(gaps) < 3.0, (url, fetched)
+    assert 20 < len(new.loops) < 80
+    assert sum(len(h.loops) for h in [*old, new]) == 150
+    assert not any(h._leaving for h in old)
+    assert new.membership.warm and all(h.membership.warm for h in old)

@@ -202,3 +202,21 @@ def test_badTokens(token, message):
     with pytest.raises(SettingsError, match="auth.tokens.0") as caught:
         settingsFromMapping({"auth": {"tokens": [token]}}, "x.yaml")
     assert message in str(caught.value)
+
+
+def test_instanceOptionNamesTheMember(tmp_path, capsys) -> None:
+    """C{twistd meetr --instance NAME} (what the init scripts pass) names this instance among the members sharing the hunt, over C{hunter.instance}; an empty name ends with one line."""
+    from meetrd.tap import Options
+
+    config = tmp_path / "meetr.yaml"
+    config.write_text("hunter:\n  instance: from-the-file\n")
+    options = Options()
+    options.parseOptions(["-c", str(config), "--instance", "db7:8881"])
+    assert options.settings.hunter.instance == "db7:8881"
+    assert options.settings.hunter.shard == "auto"
+    plain = Options()
+    plain.parseOptions(["-c", str(config)])
+    assert plain.settings.hunter.instance == "from-the-file"
+    with pytest.raises(SystemExit):
+        Options().parseOptions(["-c", str(config), "--instance", " "])
+    assert capsys.readouterr().err == "meetr: --instance: a name is needed\n"

@@ -26,6 +26,7 @@ from meetrd.hunter.targets import (
     targetFiles,
 )
 from meetrd.settings import HunterSettings, Settings, SettingsError, TargetGroup
+from meetrd.store import whenStoreConnected
 from meetrd.timestamps import formatTimestamp
 
 
@@ -71,8 +72,12 @@ class HunterService(Service):
         self.hunting = False
         self.membership = membership
         # Loops of targets another member has taken, still scraping until
-        # it has surely started them, by target key: (loop, stop call).
+        # it has surely started them, by target key: (loop, stop call, or
+        # None while the new owner is joining).
         self._leaving: dict[str, tuple[ScrapeLoop, Any]] = {}
+        # With C{auto}: the targets of this instance's share not scraped
+        # yet since the hunt started (None once all were: it is warm).
+        self._warming: set[str] | None = set()
         if membership is not None:
             membership.listeners.append(self._membersChanged)
 
@@ -91,11 +96,7 @@ class HunterService(Service):
             # instances for want of knowing of the other.
             self.membership.whenReady().addCallback(self._hunt)
             return
-        whenConnected = getattr(self.store, "whenConnected", None)
-        if whenConnected is None:
-            self._hunt(None)
-        else:
-            whenConnected().addCallback(self._hunt)
+        whenStoreConnected(self.store).addCallback(self._hunt)
 
     def _hunt(self, _: object) -> None:
         """
@@ -106,6 +107,22 @@ class HunterService(Service):
         self.hunting = True
         for loop in self.loops.values():
             loop.start()
+        if self._warming is not None:
+            self._warming = set(self.loops)
+            self._checkWarm()
+
+    def _checkWarm(self) -> None:
+        """
+        Tell the members once every target of this instance's share has
+        been scraped once since the hunt started.
+        """
+        if self._warming is None or self._warming or not self.hunting:
+            return
+        self._warming = None
+        if self.membership is not None:
+            self.log.info("Every target of this instance's share has been "
+                          "scraped once")
+            self.membership.markWarm()
 
     def _watchFiles(self) -> None:
         """
@@ -127,15 +144,30 @@ class HunterService(Service):
     def _membersChanged(self, members: tuple[str, ...]) -> None:
         """
         Take the targets the new members give this instance.  Targets
-        given to another member are scraped on for C{heartbeat_ttl}: the
-        newcomer starts its share only once it has written its heartbeat,
-        read the members and started its schedules, which on a busy
-        cluster can take longer than a heartbeat; stopping them at once
-        could leave a due scrape to nobody.  A few scrapes twice is the
-        price.
+        given to another member are scraped on while that member is
+        joining (it has not scraped its whole share once: a process that
+        has just started can run its first scrapes late while it writes
+        index rows), and for C{heartbeat_ttl} after: stopping them at
+        once could leave a due scrape to nobody.  A few scrapes twice is
+        the price.
         """
         self.reloadTargetFiles(force=True,
                                linger=self.settings.hunter.heartbeat_ttl)
+
+    def _scheduleLeaving(self, linger: float) -> None:
+        """
+        Stop, C{linger} seconds from now, the loops given to a member that
+        is no longer joining.
+        """
+        membership = self.membership
+        for key, (loop, call) in list(self._leaving.items()):
+            if call is not None:
+                continue
+            owner = None if membership is None else \
+                membership.ownerOf("target|" + key)
+            if membership is None or not membership.isJoining(owner):
+                self._leaving[key] = (loop, self.reactor.callLater(
+                    linger, self._left, key))
 
     def reloadTargetFiles(self, force: bool = False,
                           linger: float = 0.0) -> None:
@@ -193,9 +225,10 @@ class HunterService(Service):
         for key in list(self.loops):
             if key not in wanted or wanted[key] != self.loops[key].target:
                 loop = self.loops.pop(key)
+                if self._warming is not None:
+                    self._warming.discard(key)
                 if linger > 0 and key not in wanted and self.hunting:
-                    self._leaving[key] = (loop, self.reactor.callLater(
-                        linger, self._left, key))
+                    self._leaving[key] = (loop, None)
                 else:
                     loop.stop()
         for key, target in wanted.items():
@@ -203,7 +236,8 @@ class HunterService(Service):
             if leaving is not None and leaving[0].target == target:
                 # Given back before it left: it keeps its schedule.
                 del self._leaving[key]
-                leaving[1].cancel()
+                if leaving[1] is not None:
+                    leaving[1].cancel()
                 self.loops[key] = leaving[0]
                 continue
             if key not in self.loops:
@@ -212,12 +246,20 @@ class HunterService(Service):
                 self.loops[key] = loop
                 if self.hunting:
                     loop.start()
+                    if self._warming is not None:
+                        self._warming.add(key)
+        if linger > 0:
+            self._scheduleLeaving(linger)
+        self._checkWarm()
 
     def _left(self, key: str) -> None:
         loop, _ = self._leaving.pop(key)
         loop.stop()
 
     def _scraped(self, result: ScrapeResult) -> None:
+        if self._warming:
+            self._warming.discard(result.target.key)
+            self._checkWarm()
         if self.onResult is not None:
             self.onResult(result)
 
@@ -231,7 +273,8 @@ class HunterService(Service):
         if self._watcher is not None and self._watcher.running:
             self._watcher.stop()
         for loop, call in self._leaving.values():
-            call.cancel()
+            if call is not None:
+                call.cancel()
             self.loops.setdefault(loop.target.key, loop)
         self._leaving.clear()
         stopping = [loop.stop() for loop in self.loops.values()]
@@ -262,12 +305,18 @@ class HunterService(Service):
 
     def report(self) -> list[dict[str, Any]]:
         """
-        Every target of this instance with its health, for C{/targets}.
+        Every target of this instance with its health, for C{/targets};
+        with C{auto}, also those it hunts on while the member that took
+        them starts (C{handover}: that member's name).
         """
         share = self.share()
         entries = []
-        for key in sorted(self.loops):
-            loop = self.loops[key]
+        loops = {**{key: (loop, None) for key, (loop, _) in
+                    self._leaving.items()},
+                 **{key: (loop, True) for key, loop in self.loops.items()}}
+        membership = self.membership
+        for key in sorted(loops):
+            loop, own = loops[key]
             target, health = loop.target, loop.health
             entries.append({
                 "job": target.job,
@@ -289,6 +338,8 @@ class HunterService(Service):
                 "retries": health.retries,
                 "shard": share,
                 "instance": self.instanceName(),
+                "handover": None if own or membership is None
+                else membership.ownerOf("target|" + key),
             })
         return entries
 
