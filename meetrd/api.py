@@ -1,5 +1,7 @@
 """
-The metrics API: a Klein application over the store.
+The metrics API: a Klein application over the store, its routes and the
+answers they give; what a request carries is read by L{meetrd.decoding},
+and writes and searches are let in by L{meetrd.admission}.
 
 Every error is JSON naming the field and the problem: C{400} for bad input,
 C{404}/C{405} for routes, C{413} for bodies over the limit (see
@@ -9,7 +11,6 @@ C{Retry-After} when Cassandra cannot answer in time.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from klein import Klein
@@ -21,48 +22,24 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meetrd.admission import AdmissionGate
-from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.auth import AuthError, Authorizer
 from meetrd.consolefiles import SECURITY_HEADERS, ConsoleFiles
-from meetrd.durations import DurationError, parseDuration
-from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
+from meetrd.decoding import (
+    fetchOf,
+    metricNamesOf,
+    pointsOf,
+    queryOf,
+    remoteWriteOf,
+)
 from meetrd.promql.httpapi import QueryAPI
-from meetrd.remotewrite import Received, SeriesCache, decodeWriteRequest
-from meetrd.remotewrite import pointsOf as remotePointsOf
-from meetrd.search import Query, SearchTimedOut, SearchTooWide, runSearch
+from meetrd.remotewrite import Received, SeriesCache
+from meetrd.search import SearchTimedOut, SearchTooWide, runSearch
 from meetrd.settings import Settings
 from meetrd.store import ReadProgress, StoreUnavailable
-from meetrd.timestamps import TimestampError, parseTimestamp
-from meetrd.validation import (
-    BatchProblems,
-    FieldProblem,
-    checkBatch,
-    checkMetric,
-    checkPoint,
-    parseJSON,
-)
+from meetrd.validation import BatchProblems, FieldProblem
 from meetrd.web import ApiError, jsonBody
 
 RETRY_AFTER_SECONDS = 5
-# How many metric names /1.0/metric_names answers by default, and at most.
-METRIC_NAMES_LIMIT = 100
-METRIC_NAMES_MAX_LIMIT = 10_000
-# The longest C{url} a fetch takes (the path, less its leading slash, fits
-# the hunter's 2048 characters).
-FETCH_URL_MAX_LENGTH = 2047
-
-
-class TooLarge(ApiError):
-    """
-    A decompressed body is over the size limit.
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, {"error": f"decompressed body larger than "
-                                        f"{limit} bytes",
-                               "field": "(body)", "limit": limit})
-
-
 def _respond(request: IRequest, code: int, payload: Any,
              headers: dict[str, str] | None = None) -> bytes:
     request.setResponseCode(code)
@@ -70,66 +47,6 @@ def _respond(request: IRequest, code: int, payload: Any,
     for name, value in (headers or {}).items():
         request.setHeader(name.encode("ascii"), value.encode("ascii"))
     return jsonBody(payload)
-
-
-def _arg(request: IRequest, name: str) -> str | None:
-    values = request.args.get(name.encode("ascii"))
-    if not values:
-        return None
-    try:
-        return values[0].decode("utf-8")
-    except UnicodeDecodeError:
-        raise FieldProblem(name, "not valid UTF-8") from None
-
-
-def _args(request: IRequest, name: str) -> list[str]:
-    try:
-        return [v.decode("utf-8")
-                for v in request.args.get(name.encode("ascii"), [])]
-    except UnicodeDecodeError:
-        raise FieldProblem(name, "not valid UTF-8") from None
-
-
-def _required(request: IRequest, name: str) -> str:
-    value = _arg(request, name)
-    if value is None or value == "":
-        raise FieldProblem(name, "required")
-    return value
-
-
-def contentEncoding(request: IRequest) -> bytes:
-    """
-    The request's C{Content-Encoding}, lower case (C{identity} when none),
-    when it is one meetrd reads; otherwise a C{415} naming the header.
-    """
-    encoding = (request.getHeader(b"content-encoding") or b"identity")
-    encoding = encoding.strip().lower() or b"identity"
-    if encoding not in (b"identity", b"gzip", b"x-gzip", b"deflate"):
-        raise ApiError(415, {"error": "unsupported Content-Encoding",
-                             "field": "Content-Encoding",
-                             "supported": ["gzip", "deflate", "identity"]})
-    return encoding
-
-
-def readBody(request: IRequest, limit: int) -> bytes:
-    """
-    The request body, decompressed when it came gzip-encoded; at most
-    C{limit} bytes either way.
-    """
-    request.content.seek(0)
-    body = request.content.read()
-    encoding = contentEncoding(request)
-    if encoding == b"identity":
-        return body
-    wbits = 31 if encoding != b"deflate" else 15
-    inflater = zlib.decompressobj(wbits)
-    try:
-        plain = inflater.decompress(body, limit + 1)
-    except zlib.error as e:
-        raise FieldProblem("(body)", f"cannot decompress: {e}") from None
-    if len(plain) > limit or inflater.unconsumed_tail:
-        raise TooLarge(limit)
-    return plain
 
 
 class MetricsAPI:
@@ -211,7 +128,10 @@ class MetricsAPI:
             # A large JSON body is checked in slices (a Deferred),
             # anything else at once; either way a bad batch fails before
             # any write.
-            d = maybeDeferred(self._pointsOf, request)
+            d = maybeDeferred(
+                pointsOf, request, self.settings.limits,
+                self.settings.http.max_body_size, self._nowMs(),
+                self.cooperator)
             return d.addCallback(self.store.writePoints)
 
         d = self.writes.run(check)
@@ -222,41 +142,6 @@ class MetricsAPI:
             return _respond(request, 200, {"status": "ok", "written": count})
 
         return d.addCallback(written)
-
-    def _pointsOf(self, request: IRequest) -> list[Any] | Deferred[list[Any]]:
-        limits = self.settings.limits
-        nowMs = self._nowMs()
-        contentType = (request.getHeader(b"content-type") or b"")
-        mediaType = contentType.split(b";")[0].strip().lower()
-        if mediaType in (b"application/json", b"text/json"):
-            body = readBody(request, self.settings.http.max_body_size)
-            if len(body) > LARGE_BODY:
-                return decodeBatchInSlices(body, limits, nowMs,
-                                           self.cooperator, field="(body)")
-            return decodeBatch(body, limits, nowMs, field="(body)")
-        if mediaType not in (b"application/x-www-form-urlencoded",
-                             b"multipart/form-data", b""):
-            raise ApiError(415, {
-                "error": "unsupported Content-Type",
-                "field": "Content-Type",
-                "supported": ["application/x-www-form-urlencoded",
-                              "multipart/form-data", "application/json"],
-            })
-        # A form is read as it came, but an encoding meetrd does not know
-        # is refused here as for a JSON body.
-        contentEncoding(request)
-        if b"batch" in request.args:
-            metrics = _required(request, "metrics")
-            return checkBatch(parseJSON(metrics, "metrics"), limits, nowMs)
-        item: dict[str, Any] = {}
-        for name in ("metric_id", "ts", "value", "tags"):
-            value = _arg(request, name)
-            if value is not None:
-                item[name] = value
-        for name in ("metric_id", "ts", "value"):
-            if name not in item:
-                raise FieldProblem(name, "required")
-        return [checkPoint(item, limits, nowMs)]
 
     @app.route("/api/v1/write", methods=["POST"])
     def remoteWrite(self, request: IRequest) -> Any:
@@ -287,34 +172,11 @@ class MetricsAPI:
             return b""
 
         d = self.writes.run(
-            lambda: maybeDeferred(self._remotePointsOf, request).addCallback(
-                store))
+            lambda: store(remoteWriteOf(
+                request, self.settings.limits,
+                self.settings.http.max_body_size, self._nowMs(),
+                self.remoteSeries)))
         return d.addCallback(written)
-
-    def _remotePointsOf(self, request: IRequest) -> Received:
-        encoding = (request.getHeader(b"content-encoding") or b"").strip()
-        if encoding.lower() != b"snappy":
-            raise ApiError(415, {
-                "error": "remote write bodies are snappy-compressed",
-                "field": "Content-Encoding", "supported": ["snappy"]})
-        contentType = request.getHeader(b"content-type") or b""
-        mediaType, _, parameters = contentType.partition(b";")
-        proto = parameters.strip().lower()
-        if mediaType.strip().lower() != b"application/x-protobuf" or \
-                proto not in (b"", b"proto=prometheus.writerequest"):
-            raise ApiError(415, {
-                "error": "remote write 1.0 is supported: a "
-                         "prometheus.WriteRequest protobuf",
-                "field": "Content-Type",
-                "supported": ["application/x-protobuf"]})
-        limit = self.settings.http.max_body_size
-        request.content.seek(0)
-        body = request.content.read(limit + 1)
-        if len(body) > limit:
-            raise TooLarge(limit)
-        parsed = decodeWriteRequest(body, limit)
-        return remotePointsOf(parsed, self.settings.limits, self._nowMs(),
-                              self.remoteSeries)
 
     # Searches
 
@@ -325,57 +187,10 @@ class MetricsAPI:
         """
         self.authorizer.check(request, "read")
         d = self.searches.run(
-            lambda: runSearch(self.store, self._queryOf(request),
+            lambda: runSearch(self.store,
+                              queryOf(request, self.settings.limits),
                               self.settings.limits, self.clock))
         return d.addCallback(lambda body: _respond(request, 200, body))
-
-    def _queryOf(self, request: IRequest) -> Query:
-        metric = checkMetric(_required(request, "metric"),
-                             self.settings.limits, field="metric")
-        fromText = _required(request, "from")
-        toText = _required(request, "to")
-        fromMs = _timeArg(fromText, "from")
-        toMs = _timeArg(toText, "to")
-        if fromMs > toMs:
-            raise FieldProblem("from", "must not be after 'to'")
-        aggregation = _required(request, "aggregation")
-        if not isAggregation(aggregation):
-            problem = f"unknown aggregation {aggregation[:40]!r}"
-            if aggregation.startswith("p"):
-                problem += ": a percentile is pQ with 0 < Q < 100 (p50, p99.9)"
-            raise ApiError(400, {
-                "error": problem, "field": "aggregation",
-                "valid": [*AGGREGATIONS, "pQ"]})
-        filters: dict[str, set[str]] = {}
-        for tag in _args(request, "tag"):
-            key, sep, value = tag.partition(":")
-            if not sep or not key or not value:
-                raise FieldProblem("tag", f"{tag[:60]!r} is not KEY:VALUE")
-            filters.setdefault(key, set()).add(value)
-        groupBy = _arg(request, "group_by")
-        if groupBy is not None and not groupBy:
-            raise FieldProblem("group_by", "names a tag key")
-        intervalMs = None
-        intervalText = _arg(request, "interval")
-        if intervalText is not None:
-            try:
-                seconds = parseDuration(intervalText)
-            except DurationError as e:
-                raise FieldProblem("interval", str(e)) from None
-            if seconds <= 0:
-                raise FieldProblem("interval", "must be at least 1ms")
-            # Timestamps are kept to the millisecond: a finer interval is
-            # rounded to it, and never below it.
-            intervalMs = max(1, round(seconds * 1000))
-            if (toMs - fromMs) // intervalMs > 1_000_000:
-                raise FieldProblem("interval", "more than 1000000 intervals "
-                                               "in the range")
-        return Query(
-            metric=metric, fromText=fromText, toText=toText, fromMs=fromMs,
-            toMs=toMs, aggregation=aggregation,
-            tagFilters=tuple((k, frozenset(v))
-                             for k, v in sorted(filters.items())),
-            groupBy=groupBy, intervalMs=intervalMs)
 
     @app.route("/1.0/metric_names", methods=["GET", "HEAD"])
     def metricNames(self, request: IRequest) -> Any:
@@ -384,13 +199,7 @@ class MetricsAPI:
         at most C{limit} of them: what the console types ahead from.
         """
         self.authorizer.check(request, "read")
-        prefix = _arg(request, "prefix") or ""
-        if len(prefix) > self.settings.limits.max_metric_length:
-            raise FieldProblem("prefix", f"longer than "
-                               f"{self.settings.limits.max_metric_length} "
-                               f"characters")
-        limit = _intArg(request, "limit", METRIC_NAMES_LIMIT, 1,
-                        METRIC_NAMES_MAX_LIMIT)
+        prefix, limit = metricNamesOf(request, self.settings.limits)
         progress = ReadProgress()
         progress.begin("reading the metric names", 1)
         seconds = self.settings.limits.search_timeout
@@ -496,42 +305,10 @@ class MetricsAPI:
         """
         Start fetching a path from nodes, as Artemis did; C{202} at once.
         """
-        from meetrd.hunter.allow import NotAllowed, checkAllowed
-        from meetrd.hunter.ondemand import BadPath, normalizePath
-        from meetrd.settings import parseNode
-
         self.authorizer.check(request, "admin")
         if self.hunter is None:
             raise ApiError(404, {"error": "no hunter in this process"})
-        for name in sorted(request.args):
-            if name not in (b"node", b"url"):
-                raise FieldProblem(name.decode("utf-8", "replace")[:64],
-                                   "unknown field: a fetch takes node "
-                                   "and url")
-        nodes = _args(request, "node")
-        if not nodes:
-            raise FieldProblem("node", "required: one or more host:port")
-        url = _required(request, "url")
-        if len(url) > FETCH_URL_MAX_LENGTH:
-            raise FieldProblem("url", f"longer than {FETCH_URL_MAX_LENGTH} "
-                                      f"characters")
-        try:
-            path = normalizePath(url)
-        except BadPath as e:
-            raise FieldProblem("url", str(e)) from None
-        if len(nodes) > 1000:
-            raise FieldProblem("node", "more than 1000 nodes in one fetch")
-        rules = self.settings.hunter.allow
-        for node in nodes:
-            try:
-                host, _ = parseNode(node)
-            except ValueError as e:
-                raise FieldProblem("node", str(e)) from None
-            try:
-                checkAllowed(host, rules)
-            except NotAllowed as e:
-                raise ApiError(403, {"error": str(e), "field": "node",
-                                     "node": node, "allow": list(rules)})
+        nodes, path = fetchOf(request, self.settings.hunter.allow)
         job = self.hunter.startFetch(nodes, path)
         request.setHeader(b"location", f"/fetch/{job.id}".encode("ascii"))
         return _respond(request, 202, {"job": job.id, "nodes": list(job.nodes),
@@ -754,26 +531,4 @@ class MetricsAPI:
                          path=request.path.decode("utf-8", "replace"))
         return _respond(request, 500, {"error": "internal error; see the "
                                                 "server log"})
-
-
-def _intArg(request: IRequest, name: str, default: int, low: int,
-            high: int) -> int:
-    text = _arg(request, name)
-    if text is None:
-        return default
-    if not text.isascii() or not text.isdigit() or len(text) > 9:
-        raise FieldProblem(name, f"must be a whole number from {low} to "
-                                 f"{high}")
-    value = int(text)
-    if not low <= value <= high:
-        raise FieldProblem(name, f"must be from {low} to {high}")
-    return value
-
-
-def _timeArg(text: str, field: str) -> int:
-    try:
-        return parseTimestamp(text)
-    except TimestampError as e:
-        raise FieldProblem(field, str(e)) from None
-
 
