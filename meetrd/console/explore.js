@@ -5,7 +5,7 @@
 
 import { get } from "./api.js";
 import { Chart, colorOf, labelOf, seriesOf } from "./chart.js";
-import { el, number, utc } from "./format.js";
+import { el, number, parts, utc } from "./format.js";
 
 const RANGES = { "15m": 900, "1h": 3600, "1d": 86400, "7d": 604800 };
 // Intervals the automatic choice picks from, in seconds.
@@ -37,21 +37,13 @@ export class ExploreView {
   constructor(notices) {
     this.notices = notices;
     this.section = document.getElementById("view-explore");
-    this.form = document.getElementById("explore-form");
-    this.metric = document.getElementById("explore-metric");
-    this.names = document.getElementById("explore-metric-names");
-    this.aggregation = document.getElementById("explore-aggregation");
-    this.group = document.getElementById("explore-group");
-    this.interval = document.getElementById("explore-interval");
-    this.range = document.getElementById("explore-range");
-    this.from = document.getElementById("explore-from");
-    this.to = document.getElementById("explore-to");
-    this.tagList = document.getElementById("explore-tags");
-    this.tagKey = document.getElementById("explore-tag-key");
-    this.tagValue = document.getElementById("explore-tag-value");
-    this.tagValues = document.getElementById("explore-tag-values");
-    this.status = document.getElementById("explore-status");
-    this.link = document.getElementById("explore-link");
+    Object.assign(this, parts("explore", [
+      "form", "metric", "aggregation", "group", "interval", "range", "from",
+      "to", "status", "link",
+    ]), parts("explore", {
+      names: "metric-names", tagList: "tags", tagKey: "tag-key",
+      tagValue: "tag-value", tagValues: "tag-values",
+    }));
     this.caption = document.getElementById("chart-caption");
     this.groupsTable = document.getElementById("explore-groups");
     this.chart = new Chart(document.getElementById("chart"));

@@ -2,7 +2,7 @@
 // every node is done, showing each node's state, samples and error.
 
 import { get, postForm } from "./api.js";
-import { el, number } from "./format.js";
+import { el, number, parts } from "./format.js";
 
 const POLL_MS = 500;
 
@@ -10,12 +10,9 @@ export class FetchView {
   constructor(notices) {
     this.notices = notices;
     this.section = document.getElementById("view-fetch");
-    this.form = document.getElementById("fetch-form");
-    this.nodes = document.getElementById("fetch-nodes");
-    this.url = document.getElementById("fetch-url");
-    this.result = document.getElementById("fetch-result");
+    Object.assign(this, parts("fetch", ["form", "nodes", "url", "result",
+                                        "state"]));
     this.jobName = document.getElementById("fetch-job");
-    this.state = document.getElementById("fetch-state");
     this.table = document.querySelector("#fetch-table tbody");
     this.exploreLink = document.getElementById("fetch-explore");
     this.timer = null;

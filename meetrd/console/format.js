@@ -43,6 +43,15 @@ export function number(value) {
   });
 }
 
+// The elements whose ids are `${prefix}-${id}`, by property: `names` lists
+// ids that are their properties' names too, or maps properties to ids.
+export function parts(prefix, names) {
+  const pairs = Array.isArray(names)
+    ? names.map((name) => [name, name]) : Object.entries(names);
+  return Object.fromEntries(pairs.map(([property, id]) =>
+    [property, document.getElementById(`${prefix}-${id}`)]));
+}
+
 // Creates an element with text and attributes.
 export function el(tag, text, attributes = {}) {
   const node = document.createElement(tag);

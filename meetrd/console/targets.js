@@ -3,7 +3,7 @@
 // while shown.
 
 import { get } from "./api.js";
-import { ago, el, number, utc } from "./format.js";
+import { ago, el, number, parts, utc } from "./format.js";
 
 const REFRESH_MS = 5000;
 const ORDER = { down: 0, unknown: 1, up: 2 };
@@ -13,13 +13,8 @@ export class TargetsView {
     this.notices = notices;
     this.section = document.getElementById("view-targets");
     this.table = document.querySelector("#targets-table tbody");
-    this.summary = document.getElementById("targets-summary");
-    this.meta = document.getElementById("targets-meta");
-    this.empty = document.getElementById("targets-empty");
-    this.job = document.getElementById("targets-job");
-    this.state = document.getElementById("targets-state");
-    this.text = document.getElementById("targets-text");
-    this.auto = document.getElementById("targets-auto");
+    Object.assign(this, parts("targets", ["summary", "meta", "empty", "job",
+                                          "state", "text", "auto"]));
     this.answer = null;
     this.timer = null;
     this.loading = false;
