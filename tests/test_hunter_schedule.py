@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from meetrd.hunter.fetch import FetchError, Page
 from meetrd.hunter.pages import ParsedPage
-from meetrd.hunter.scrape import ScrapeLoop
+from meetrd.hunter.scrape import WRITES_BEHIND, ScrapeLoop
 from meetrd.hunter.targets import Target, expand, ownedBy, startOffset
 from meetrd.points import Point
 from meetrd.settings import Shard, TargetGroup
@@ -331,3 +331,76 @@ def test_huntWaitsForTheStore():
         assert all(loop.health.failures == 0 for loop in hunter.loops.values())
     finally:
         hunter.stopService()
+
+
+class SlowStore:
+    """
+    A store whose writes end only when the test says (a Cassandra busy
+    for a moment).
+    """
+
+    def __init__(self):
+        self.pending = []
+        self.stored = []
+
+    def writePoints(self, points):
+        d = Deferred()
+        self.pending.append((list(points), d))
+        return d
+
+    def finishOldest(self):
+        points, d = self.pending.pop(0)
+        self.stored.append(points)
+        d.callback(len(points))
+
+
+class InstantScraper(ScriptedScraper):
+    """
+    A scraper whose fetches answer at once.
+    """
+
+    def fetch(self, url, timeout, followRedirects=True):
+        self.fetches.append((self.clock.seconds(), url, None))
+        return succeed(page())
+
+
+def test_slowWritesDoNotSkipScrapes():
+    """
+    While the store is slow, the next scrapes go ahead on the grid with
+    up to WRITES_BEHIND writes of the target in flight; past that the
+    schedule waits for the store (ticks are skipped, memory stays
+    bounded).  Stopping waits until every write has ended, and every
+    scrape's points reach the store.
+    """
+    clock = Clock()
+    scraper = InstantScraper(clock)
+    store = scraper.store = SlowStore()
+    loop = ScrapeLoop(target(), scraper, clock)
+    loop.start()
+    clock.advance(loop.nextDue(0))
+    assert len(scraper.fetches) == 1 and len(store.pending) == 1
+    clock.advance(10)
+    # The first write is still in flight: the second scrape went ahead.
+    assert len(scraper.fetches) == 2 and len(store.pending) == 2
+    assert WRITES_BEHIND == 2
+    clock.advance(10)
+    # A third write would be one too many behind: it is sent, but the
+    # schedule waits for it.
+    assert len(scraper.fetches) == 3 and len(store.pending) == 3
+    clock.advance(10)
+    clock.advance(10)
+    assert len(scraper.fetches) == 3
+    for _ in range(3):
+        store.finishOldest()
+    clock.advance(10)
+    assert len(scraper.fetches) == 4
+    times = [t for t, _, _ in scraper.fetches]
+    assert [b - a for a, b in zip(times, times[1:])][:2] == [10, 10]
+    assert loop.health.scrapes == 3
+    stopped = loop.stop()
+    assert not stopped.called
+    store.finishOldest()
+    assert stopped.called
+    assert len(store.stored) == 4 and loop.health.scrapes == 4
+    assert [points[0].ts_ms for points in store.stored] == \
+        [int(t * 1000) for t in times]

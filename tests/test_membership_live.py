@@ -20,11 +20,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import pytest_twisted
+from twisted.internet import reactor
 
+from meetrd.membership import Membership
+from meetrd.schema import TABLES
 from tests.promserver import promQuery
 from tests.support import Daemon, daemonSettings, pageHandler, uniqueKeyspace
 from tests.test_cluster import contactPoints
 from tests.test_cluster_daemons import clusterSettings
+from tests.test_rollups import openStore
 
 pytestmark = pytest.mark.cassandra
 
@@ -256,3 +261,42 @@ def test_instancesShareTheHuntAndTakeOver(fleet: tuple[list[Daemon], Any]
     shares = _shares(daemons)
     assert all(40 < len(share) < 160 for share in shares), \
         [len(s) for s in shares]
+
+
+@pytest_twisted.ensureDeferred
+async def test_membersTableOfAnEarlierVersionGetsTheJoiningFlag(node, cql):
+    """
+    A keyspace whose members table was made before members said whether
+    they were still joining gets the column at start; a row written by
+    such an earlier version (no flag) counts as a member that hunts its
+    share, and this version's rows carry their flag.
+    """
+    keyspace = uniqueKeyspace("joining")
+    cql.execute(f"CREATE KEYSPACE {keyspace} WITH replication = "
+                f"{{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    [ddl] = [table for table in TABLES if ".members (" in table]
+    cql.execute(ddl.replace("        hunting boolean,\n", "").format(
+        ks=keyspace))
+
+    def columns():
+        return {row[0] for row in cql.execute(
+            "SELECT column_name FROM system_schema.columns WHERE "
+            "keyspace_name = %s AND table_name = 'members'", (keyspace,))}
+
+    assert "hunting" not in columns() and "since" in columns()
+    cql.execute(f"INSERT INTO {keyspace}.members (grp, instance, since) "
+                f"VALUES ('hunt', 'earlier', 0) USING TTL 60")
+    store = await openStore(node, keyspace)
+    try:
+        assert "hunting" in columns()
+        await store.heartbeat("starting", 60, False)
+        await store.heartbeat("warm", 60, True)
+        rows = sorted(await store.members())
+        assert rows == [("earlier", None), ("starting", False),
+                        ("warm", True)]
+        member = Membership(store, "warm", 5.0, 15.0, reactor)
+        member._read(rows)
+        assert member.members == ("earlier", "starting", "warm")
+        assert member.joining == frozenset({"starting"})
+    finally:
+        await store.close()

@@ -4,9 +4,15 @@ Scraping one target on its schedule.
 A L{ScrapeLoop} drives one target with a C{LoopingCall}: the first scrape
 falls at the target's stable offset within its interval, then one every
 interval.  A C{LoopingCall} waits for the Deferred a call returns, so two
-scrapes of one target never overlap; a scrape that overruns skips the
+fetches of one target never overlap; a scrape that overruns skips the
 ticks it missed.  A failed fetch is retried with backoff while the next
 tick is still far enough away.
+
+Storing a scrape's points is not part of that wait while few writes of
+the target are behind (L{WRITES_BEHIND}): a slow moment of Cassandra (a
+node busy compacting or collecting garbage) delays the points, not the
+next scrape.  Past that, the schedule waits for the store, and skips
+ticks, rather than keep more points of one target in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
@@ -27,6 +33,9 @@ from meetrd.store import StoreUnavailable
 
 FIRST_BACKOFF = 0.25
 ON_TIME_SHARE = 0.1
+# How many writes of one target's scrapes may be in flight while its next
+# scrape goes ahead.
+WRITES_BEHIND = 2
 
 
 @dataclass
@@ -114,7 +123,10 @@ class ScrapeLoop:
         self._cache = PageCache()
         self._start: Any = None
         self._loop: LoopingCall | None = None
-        self._current: Deferred[None] | None = None
+        # Scrapes not finished yet (their points may still be on their
+        # way to the store), and how many of them are writing.
+        self._inFlight: set[Deferred[None]] = set()
+        self._writing = 0
         self.offset = startOffset(target)
 
     def nextDue(self, now: float) -> float:
@@ -146,7 +158,8 @@ class ScrapeLoop:
 
     def stop(self) -> Deferred[None]:
         """
-        Stop the schedule; fire when the scrape in flight, if any, is done.
+        Stop the schedule; fire when the scrapes in flight, if any, are
+        done, their points stored.
         """
         if self._start is not None and self._start.active():
             self._start.cancel()
@@ -155,15 +168,19 @@ class ScrapeLoop:
             self._loop.stop()
         self._loop = None
         done: Deferred[None] = Deferred()
-        if self._current is None:
+        if not self._inFlight:
             done.callback(None)
         else:
-            self._current.addBoth(lambda _: done.callback(None))
+            DeferredList(list(self._inFlight)).addBoth(
+                lambda _: done.callback(None))
         return done
 
     def scrapeOnce(self) -> Deferred[None]:
         """
         One scrape: fetch (with retries), parse, store; never fails.
+        The Deferred fires once the points are on their way to the store
+        (or, with L{WRITES_BEHIND} writes of this target in flight, once
+        they are stored): the schedule waits for that.
         """
         now = self.reactor.seconds()
         interval = self.target.interval
@@ -172,17 +189,21 @@ class ScrapeLoop:
         lateness = max(0.0, now - due)
         nextTick = due + interval
         self.health.nextScrapeMs = int(nextTick * 1000)
-        d = Deferred.fromCoroutine(self._scrape(now, lateness, nextTick))
-        self._current = d
+        proceed: Deferred[None] = Deferred()
+        d = Deferred.fromCoroutine(self._scrape(now, lateness, nextTick,
+                                                proceed))
+        self._inFlight.add(d)
 
         def finished(_: Any) -> None:
-            if self._current is d:
-                self._current = None
+            self._inFlight.discard(d)
+            if not proceed.called:
+                proceed.callback(None)
 
-        return d.addBoth(finished)
+        d.addBoth(finished)
+        return proceed
 
-    async def _scrape(self, start: float, lateness: float,
-                      nextTick: float) -> None:
+    async def _scrape(self, start: float, lateness: float, nextTick: float,
+                      proceed: Deferred[None]) -> None:
         target = self.target
         tags = target.tags
         startMs = int(start * 1000)
@@ -205,6 +226,9 @@ class ScrapeLoop:
         duration = self.reactor.seconds() - start
         points.extend(self._healthPoints(tags, startMs, error is None,
                                          duration, samples))
+        self._writing += 1
+        if self._writing <= WRITES_BEHIND and not proceed.called:
+            proceed.callback(None)
         try:
             await self.scraper.store.writePoints(points)
         except StoreUnavailable as e:
@@ -213,6 +237,8 @@ class ScrapeLoop:
             self.log.failure("Storing the scrape of {url} failed",
                              url=target.url)
             error = error or f"store: {type(e).__name__}: {e}"
+        finally:
+            self._writing -= 1
         duration = self.reactor.seconds() - start
         self._record(startMs, duration, samples, error, lateness)
 
@@ -243,21 +269,25 @@ class ScrapeLoop:
                 error: str | None, lateness: float) -> None:
         health = self.health
         health.scrapes += 1
-        health.lastScrapeMs = startMs
-        health.lastDuration = duration
         if lateness <= ON_TIME_SHARE * self.target.interval:
             health.onTime += 1
-        if error is None:
-            health.health = "up"
-            health.samplesStored = samples
-            health.lastError = None
-        else:
-            health.health = "down"
+        if error is not None:
             health.failures += 1
-            health.samplesStored = 0
-            health.lastError = error
             self.log.warn("Scrape of {url} failed: {error}",
                           url=self.target.url, error=error)
+        # A scrape whose points were stored after a later one's says
+        # nothing of the target's last state.
+        if health.lastScrapeMs is None or startMs >= health.lastScrapeMs:
+            health.lastScrapeMs = startMs
+            health.lastDuration = duration
+            if error is None:
+                health.health = "up"
+                health.samplesStored = samples
+                health.lastError = None
+            else:
+                health.health = "down"
+                health.samplesStored = 0
+                health.lastError = error
         if self.onResult is not None:
             self.onResult(ScrapeResult(self.target, error is None, duration,
                                        samples, error, lateness))
