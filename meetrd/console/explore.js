@@ -8,6 +8,9 @@ import { Chart, colorOf, labelOf, seriesOf } from "./chart.js";
 import { el, number, parts, utc } from "./format.js";
 
 const RANGES = { "15m": 900, "1h": 3600, "1d": 86400, "7d": 604800 };
+// The aggregations offered (GET /1.0/metrics takes any pQ percentile).
+const AGGREGATIONS = ["avg", "sum", "min", "max", "count", "first", "last",
+                      "stddev", "p50", "p90", "p99"];
 // Intervals the automatic choice picks from, in seconds.
 const STEPS = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
                10800, 21600, 43200, 86400];
@@ -44,6 +47,8 @@ export class ExploreView {
       names: "metric-names", tagList: "tags", tagKey: "tag-key",
       tagValue: "tag-value", tagValues: "tag-values",
     }));
+    this.aggregation.append(
+      ...AGGREGATIONS.map((name) => el("option", name, { value: name })));
     this.caption = document.getElementById("chart-caption");
     this.groupsTable = document.getElementById("explore-groups");
     this.chart = new Chart(document.getElementById("chart"));
