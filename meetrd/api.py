@@ -33,10 +33,10 @@ from meetrd.decoding import (
 )
 from meetrd.promql.httpapi import QueryAPI
 from meetrd.remotewrite import Received, SeriesCache
-from meetrd.search import SearchTimedOut, SearchTooWide, runSearch
+from meetrd.search import SearchTimedOut, runSearch
 from meetrd.settings import Settings
 from meetrd.store import ReadProgress, StoreUnavailable
-from meetrd.validation import BatchProblems, FieldProblem
+from meetrd.validation import BatchProblems, FieldProblem, Unprocessable
 from meetrd.web import ApiError, jsonBody
 
 RETRY_AFTER_SECONDS = 5
@@ -458,12 +458,13 @@ class MetricsAPI:
             "errors": [p.asJSON() for p in problems[:1000]],
         })
 
-    @app.handle_errors(SearchTooWide)
-    def tooWide(self, request: IRequest, failure: Failure) -> bytes:
+    @app.handle_errors(Unprocessable)
+    def unprocessable(self, request: IRequest, failure: Failure) -> bytes:
         """
-        A search over the limits: C{400} saying which to narrow.
+        A well-formed request meetrd will not process (a search over the
+        limits, C{from} after C{to}): C{422} naming the field to change.
         """
-        return _respond(request, 400, {"error": failure.value.problem,
+        return _respond(request, 422, {"error": failure.value.problem,
                                        "field": failure.value.field})
 
     @app.handle_errors(SearchTimedOut)

@@ -28,6 +28,7 @@ from meetrd.settings import Limits
 from meetrd.timestamps import TimestampError, parseTimestamp
 from meetrd.validation import (
     FieldProblem,
+    Unprocessable,
     checkBatch,
     checkMetric,
     checkPoint,
@@ -236,7 +237,7 @@ def queryOf(request: IRequest, limits: Limits) -> Query:
     fromMs = timeArg(fromText, "from")
     toMs = timeArg(toText, "to")
     if fromMs > toMs:
-        raise FieldProblem("from", "must not be after 'to'")
+        raise Unprocessable("from", "must not be after 'to'")
     aggregation = required(request, "aggregation")
     if not isAggregation(aggregation):
         problem = f"unknown aggregation {aggregation[:40]!r}"
@@ -267,8 +268,8 @@ def queryOf(request: IRequest, limits: Limits) -> Query:
         # rounded to it, and never below it.
         intervalMs = max(1, round(seconds * 1000))
         if (toMs - fromMs) // intervalMs > 1_000_000:
-            raise FieldProblem("interval", "more than 1000000 intervals "
-                                           "in the range")
+            raise Unprocessable("interval", "more than 1000000 intervals "
+                                             "in the range")
     return Query(
         metric=metric, fromText=fromText, toText=toText, fromMs=fromMs,
         toMs=toMs, aggregation=aggregation,

@@ -19,6 +19,7 @@ from meetrd.layout import bucketsBetween, slicesBetween
 from meetrd.points import Tags
 from meetrd.rollup import rollupPart
 from meetrd.schema import MAX_INDEX_FILTERS
+from meetrd.validation import Unprocessable
 
 # Series named in one IN list at most.
 MAX_IN_SERIES = 100
@@ -36,17 +37,12 @@ UNFILTERED_FACTOR = 10
 TagFilters = tuple[tuple[str, frozenset[str]], ...]
 
 
-class SearchTooWide(Exception):
+class SearchTooWide(Unprocessable):
     """
     A search would read more than the limits allow.
 
     @ivar field: the query parameter to change.
     """
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(problem)
-        self.field = field
-        self.problem = problem
 
 
 @dataclass(frozen=True, slots=True)

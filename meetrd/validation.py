@@ -49,6 +49,21 @@ class FieldProblem(Exception):
         return body
 
 
+class Unprocessable(Exception):
+    """
+    A well-formed request the server will not process (C{422}): a search
+    range the limits refuse, C{from} after C{to}, too many intervals.
+
+    @ivar field: the parameter to change.
+    @ivar problem: what is wrong, in words.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
 class BatchProblems(Exception):
     """
     Some items of a batch are wrong; C{problems} lists every one.

@@ -164,16 +164,16 @@ def test_searchPastItsDeadlineAnswers503():
     assert api.searches.inFlight == 0
 
 
-def test_answerOverTheCapAnswers400():
+def test_answerOverTheCapAnswers422():
     """
     A search whose answer would pass limits.max_search_points is refused
-    with a 400 that says to widen the interval, before any point is read.
+    with a 422 that says to widen the interval, before any point is read.
     """
     treq, store, api = client({"limits": {"max_search_points": 10}})
     code, body = answeredAfterSearch(
         treq, store, treq.get(SEARCH.replace("to=10", "to=11") +
                               "&interval=1s"))
-    assert code == 400
+    assert code == 422
     assert body["field"] == "interval"
     assert "widen interval" in body["error"]
 
@@ -351,3 +351,20 @@ def test_intervalBelowAMillisecondIsRoundedUp():
         SEARCH + "&interval=0.4ms"))
     assert code == 200, body
     assert body["interval"] == 0.001
+
+
+def test_searchesTheServerWillNotRunAnswer422():
+    """
+    A well-formed search meetrd will not run (C{from} after C{to}, more
+    than 1000000 intervals in the range) is a 422 naming the field to
+    change; no search reaches the store.
+    """
+    treq, store, api = client({})
+    for query, field in (
+            ("metric=m&from=10&to=0&aggregation=sum", "from"),
+            ("metric=m&from=0&to=2000001&aggregation=sum&interval=1ms",
+             "interval")):
+        reply = result(treq.get(f"http://x/1.0/metrics?{query}"))
+        assert reply.code == 422, query
+        assert json.loads(result(reply.content()))["field"] == field
+    assert store.searches == []
