@@ -6,6 +6,7 @@ real C{twistd -n meetr} process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ from http.server import BaseHTTPRequestHandler
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -289,3 +290,24 @@ def pageHandler(body: bytes) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Page
+
+
+@contextlib.contextmanager
+def nodeFarm(count: int, samples: int, format: str = "prometheus"
+             ) -> Iterator[list[str]]:
+    """
+    C{count} hunted loopback nodes served by a process of their own
+    (L{tests.nodefarm}), so that serving them competes with nothing of
+    the test's: their addresses; the process is ended by its PID.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.nodefarm", "--count", str(count),
+         "--samples", str(samples), "--format", format],
+        cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=str(REPO)), text=True)
+    try:
+        ports = json.loads(process.stdout.readline())
+        yield [f"127.0.0.1:{port}" for port in ports]
+    finally:
+        process.kill()
+        process.wait()

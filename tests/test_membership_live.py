@@ -3,7 +3,7 @@ Three real daemons sharing the hunt of 300 loopback targets by
 themselves (on the three-node cluster when C{MEETR_TEST_CLUSTER} names
 one, as C{make test-cluster} does; else on the test node)
 (C{hunter.shard: auto}, 2 s interval, heartbeats every second alive for
-3 s), checked by the scrapes Cassandra holds (each scrape stores an
+6 s), checked by the scrapes Cassandra holds (each scrape stores an
 C{up} sample at its start): in steady state every target is scraped
 once an interval, by one instance; one instance SIGKILLed, its targets
 are scraped again within two intervals plus the heartbeat TTL; the
@@ -13,9 +13,7 @@ instance back, the share rebalances with no gap.
 from __future__ import annotations
 
 import signal
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,7 +24,7 @@ from twisted.internet import reactor
 from meetrd.membership import Membership
 from meetrd.schema import TABLES
 from tests.promserver import promQuery
-from tests.support import Daemon, daemonSettings, pageHandler, uniqueKeyspace
+from tests.support import Daemon, daemonSettings, nodeFarm, uniqueKeyspace
 from tests.test_cluster import contactPoints
 from tests.test_cluster_daemons import clusterSettings
 from tests.test_rollups import openStore
@@ -39,23 +37,9 @@ TARGETS = 300
 NODES = 30
 INTERVAL = 2.0
 HEARTBEAT = 1.0
-TTL = 3.0
-
-
-class Pages(ThreadingHTTPServer):
-    """
-    A loopback node answering every path with a one-sample page.
-    """
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0),
-                         pageHandler(b"# TYPE m gauge\nm 1\n"))
-
-    @property
-    def node(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
+# Long enough that a heartbeat held up by a busy cluster on this 2-core
+# machine does not drop a live member now and then.
+TTL = 6.0
 
 
 def _settings(keyspace: str, node: tuple[str, int], nodes: list[str],
@@ -83,32 +67,28 @@ def fleet(tmp_path: Path, node: tuple[str, int]
           ) -> Iterator[tuple[list[Daemon], Any]]:
     """
     Three daemons on one fresh keyspace, started at the same moment,
-    hunting 300 pages of 30 loopback nodes; and a function that starts a
-    daemon again.
+    hunting 300 pages of 30 loopback nodes (served by a process of their
+    own); and a function that starts a daemon again.
     """
-    pages = [Pages() for _ in range(NODES)]
-    for server in pages:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
     keyspace = uniqueKeyspace("share")
     daemons: list[Daemon] = []
+    with nodeFarm(NODES, 1) as nodes:
 
-    def make(index: int, folder: str) -> Daemon:
-        return Daemon(tmp_path / folder, _settings(
-            keyspace, node, [server.node for server in pages], f"i{index}"))
+        def make(index: int, folder: str) -> Daemon:
+            return Daemon(tmp_path / folder, _settings(
+                keyspace, node, nodes, f"i{index}"))
 
-    try:
-        for index in range(3):
-            daemons.append(make(index, f"d{index}"))
-        for daemon in daemons:
-            daemon.start()
-        for daemon in daemons:
-            daemon.waitReady()
-        yield daemons, make
-    finally:
-        for daemon in daemons:
-            daemon.stop()
-        for server in pages:
-            server.shutdown()
+        try:
+            for index in range(3):
+                daemons.append(make(index, f"d{index}"))
+            for daemon in daemons:
+                daemon.start()
+            for daemon in daemons:
+                daemon.waitReady()
+            yield daemons, make
+        finally:
+            for daemon in daemons:
+                daemon.stop()
 
 
 def _shares(daemons: list[Daemon]) -> list[set[str]]:

@@ -6,10 +6,7 @@ sharded hunting over two instances, SIGHUP and the JSON log.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from meetrd.layout import placeSeries
 from tests.support import (
-    REPO,
     Daemon,
     daemonSettings,
     form,
+    nodeFarm,
     http,
     uniqueKeyspace,
     waitFor,
@@ -242,17 +239,8 @@ def farm():
     """
     Eight nodes served by a separate process, ended by its PID.
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.nodefarm", "--count", "8",
-         "--samples", "5", "--format", "json"],
-        cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=str(REPO)), text=True)
-    try:
-        ports = json.loads(process.stdout.readline())
-        yield [f"127.0.0.1:{port}" for port in ports]
-    finally:
-        process.kill()
-        process.wait()
+    with nodeFarm(8, 5, "json") as nodes:
+        yield nodes
 
 
 def test_shardsHuntEachNodeOnce(tmp_path, node, keyspace, farm):

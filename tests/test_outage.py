@@ -8,7 +8,6 @@ itself.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import time
 
 import pytest
 
-from tests.support import REPO, Daemon, daemonSettings, waitFor
+from tests.support import REPO, Daemon, daemonSettings, nodeFarm, waitFor
 from tests.test_operations import Streamer, storedStamps
 
 pytestmark = [pytest.mark.cassandra, pytest.mark.daemon]
@@ -81,16 +80,8 @@ def farm():
     """
     One hunted node in a process of its own, ended by its PID.
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.nodefarm", "--count", "1",
-         "--samples", "3", "--format", "json"],
-        cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        env=dict(os.environ, PYTHONPATH=str(REPO)), text=True)
-    try:
-        yield f"127.0.0.1:{json.loads(process.stdout.readline())[0]}"
-    finally:
-        process.kill()
-        process.wait()
+    with nodeFarm(1, 3, "json") as nodes:
+        yield nodes[0]
 
 
 def test_outageAndRecovery(tmp_path, spare, farm):
