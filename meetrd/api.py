@@ -437,23 +437,28 @@ class MetricsAPI:
     @app.handle_errors(FieldProblem)
     def fieldProblem(self, request: IRequest, failure: Failure) -> bytes:
         """
-        One field is wrong: C{400} naming it.
+        One field is wrong: C{400} naming it (C{422} for a time outside
+        the years 1 to 9999 or the accepted window).
         """
         problem = failure.value
         if request.method == b"POST" and request.path == b"/1.0/metrics":
             self._rejected(1)
         body = {"error": f"{problem.field}: {problem.problem}"}
         body.update(problem.asJSON())
-        return _respond(request, 400, body)
+        return _respond(request, problem.status, body)
 
     @app.handle_errors(BatchProblems)
     def batchProblems(self, request: IRequest, failure: Failure) -> bytes:
         """
-        Items of a batch are wrong: C{400} listing every one.
+        Items of a batch are wrong: C{400} listing every one (C{422} when
+        each is only a time outside the years 1 to 9999 or the window).
         """
         problems = failure.value.problems
         self._rejected(failure.value.total)
-        return _respond(request, 400, {
+        # 422 when every item is well formed but its time out of range or
+        # of the accepted window; 400 when any is malformed.
+        code = 422 if all(p.status == 422 for p in problems) else 400
+        return _respond(request, code, {
             "error": f"{len(problems)} invalid point(s); nothing was stored",
             "errors": [p.asJSON() for p in problems[:1000]],
         })

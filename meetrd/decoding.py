@@ -18,14 +18,18 @@ from twisted.internet.task import Cooperator
 from twisted.web.iweb import IRequest
 
 from meetrd.aggregate import AGGREGATIONS, isAggregation
-from meetrd.durations import DurationError, parseDuration
+from meetrd.durations import DurationError, DurationTooLong, parseDuration
 from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
 from meetrd.points import Point
 from meetrd.remotewrite import Received, SeriesCache, decodeWriteRequest
 from meetrd.remotewrite import pointsOf as remotePointsOf
 from meetrd.search import Query
 from meetrd.settings import Limits
-from meetrd.timestamps import TimestampError, parseTimestamp
+from meetrd.timestamps import (
+    TimestampError,
+    TimestampOutOfRange,
+    parseTimestamp,
+)
 from meetrd.validation import (
     FieldProblem,
     Unprocessable,
@@ -114,6 +118,8 @@ def timeArg(text: str, field: str) -> int:
     """
     try:
         return parseTimestamp(text)
+    except TimestampOutOfRange as e:
+        raise Unprocessable(field, str(e)) from None
     except TimestampError as e:
         raise FieldProblem(field, str(e)) from None
 
@@ -260,6 +266,8 @@ def queryOf(request: IRequest, limits: Limits) -> Query:
     if intervalText is not None:
         try:
             seconds = parseDuration(intervalText)
+        except DurationTooLong as e:
+            raise Unprocessable("interval", str(e)) from None
         except DurationError as e:
             raise FieldProblem("interval", str(e)) from None
         if seconds <= 0:

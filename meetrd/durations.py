@@ -27,6 +27,12 @@ class DurationError(ValueError):
     """
 
 
+class DurationTooLong(DurationError):
+    """
+    A well-formed duration longer than ten thousand years.
+    """
+
+
 def parseDuration(text: object) -> float:
     """
     Parse a duration into seconds.
@@ -34,7 +40,8 @@ def parseDuration(text: object) -> float:
     @param text: a string such as C{"10s"} or C{"1h30m"}; a bare C{0} is
         accepted as zero.
     @return: the duration in seconds, a non-negative float.
-    @raise DurationError: when C{text} is not a duration.
+    @raise DurationError: when C{text} is not a duration; a
+        L{DurationTooLong} when it is one longer than ten thousand years.
     """
     if isinstance(text, bool) or not isinstance(text, (str, int)):
         raise DurationError(
@@ -55,11 +62,14 @@ def parseDuration(text: object) -> float:
             break
         total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         position = match.end()
-    if position == 0 or position != len(stripped) or total > _LONGEST:
+    if position == 0 or position != len(stripped):
         raise DurationError(
             f"expected a duration such as 500ms, 10s, 5m, 1h or 30d, "
             f"got {text!r}"
         )
+    if total > _LONGEST:
+        raise DurationTooLong(f"{text[:60]!r} is longer than ten thousand "
+                              f"years")
     return total
 
 

@@ -38,6 +38,12 @@ class TimestampError(ValueError):
     """
 
 
+class TimestampOutOfRange(TimestampError):
+    """
+    A well-formed timestamp outside the years 1 to 9999.
+    """
+
+
 def parseTimestamp(value: object) -> int:
     """
     Parse a client's timestamp.
@@ -59,8 +65,8 @@ def parseTimestamp(value: object) -> int:
         raise TimestampError("empty timestamp")
     if _NUMBER.fullmatch(text):
         if len(text) > 24:
-            raise TimestampError(f"{value[:30]!r}... is out of range "
-                                 f"(years 1 to 9999)")
+            raise TimestampOutOfRange(f"{value[:30]!r}... is out of range "
+                                      f"(years 1 to 9999)")
         return _fromEpoch(float(text) if "." in text else int(text))
     text = _PLUS_AS_SPACE.sub(r"\1+\2", text)
     try:
@@ -76,7 +82,7 @@ def parseTimestamp(value: object) -> int:
     try:
         delta = parsed - _EPOCH
     except OverflowError:
-        raise TimestampError(f"{value!r} is out of range") from None
+        raise TimestampOutOfRange(f"{value!r} is out of range") from None
     return _checkRange(
         delta.days * 86400000 + delta.seconds * 1000
         + delta.microseconds // 1000,
@@ -102,7 +108,8 @@ def _checkRange(milliseconds: int, original: object) -> int:
     Refuse instants outside the years 1 to 9999.
     """
     if not _MIN_MS <= milliseconds <= _MAX_MS:
-        raise TimestampError(f"{original!r} is out of range (years 1 to 9999)")
+        raise TimestampOutOfRange(f"{original!r} is out of range (years 1 "
+                                  f"to 9999)")
     return milliseconds
 
 

@@ -15,7 +15,11 @@ from typing import Any, Mapping, Sequence
 
 from meetrd.points import Point, Tags, freezeTags
 from meetrd.settings import Limits
-from meetrd.timestamps import TimestampError, parseTimestamp
+from meetrd.timestamps import (
+    TimestampError,
+    TimestampOutOfRange,
+    parseTimestamp,
+)
 
 METRIC_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/\-]*")
 TAG_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
@@ -33,11 +37,15 @@ class FieldProblem(Exception):
     @ivar field: the field's name, as the client sent it.
     @ivar problem: what is wrong, in words.
     @ivar index: the item's position in a batch, or C{None}.
+    @ivar status: the HTTP status it is answered with: C{400}, or C{422}
+        for a well-formed value meetrd will not take (a time outside the
+        years 1 to 9999 or the accepted window around now).
     """
 
     field: str
     problem: str
     index: int | None = None
+    status: int = 400
 
     def asJSON(self) -> dict[str, Any]:
         """
@@ -167,6 +175,8 @@ def checkTimestamp(value: object, limits: Limits, nowMs: int,
         raise FieldProblem(field, "required: a timestamp")
     try:
         tsMs = parseTimestamp(value)
+    except TimestampOutOfRange as e:
+        raise FieldProblem(field, str(e), status=422) from None
     except TimestampError as e:
         raise FieldProblem(field, str(e)) from None
     return checkWindow(tsMs, limits, nowMs, field)
@@ -179,10 +189,10 @@ def checkWindow(tsMs: int, limits: Limits, nowMs: int, field: str) -> int:
     """
     if tsMs > nowMs + limits.max_future * 1000:
         raise FieldProblem(field, f"more than {limits.max_future:g}s in the "
-                                  f"future")
+                                  f"future", status=422)
     if limits.max_past and tsMs < nowMs - limits.max_past * 1000:
         raise FieldProblem(field, f"more than {limits.max_past:g}s in the "
-                                  f"past")
+                                  f"past", status=422)
     return tsMs
 
 
@@ -215,7 +225,9 @@ def checkPoint(item: object, limits: Limits, nowMs: int,
         tsMs = checkTimestamp(item.get("ts"), limits, nowMs)
         value = checkValue(item.get("value"))
         rawTags = item.get("tags")
-        if not rawTags:
+        # No tags: null, left out or {}; a false value of another type
+        # (false, 0, []) is not an object, and checkTags refuses it.
+        if rawTags is None or (type(rawTags) is dict and not rawTags):
             tags: Tags = ()
         elif seen is not None and type(rawTags) is dict:
             key = tuple(rawTags.items())
@@ -232,7 +244,8 @@ def checkPoint(item: object, limits: Limits, nowMs: int,
     except FieldProblem as problem:
         if index is None:
             raise
-        raise FieldProblem(problem.field, problem.problem, index) from None
+        raise FieldProblem(problem.field, problem.problem, index,
+                           problem.status) from None
     return Point(metric, tags, tsMs, value)
 
 

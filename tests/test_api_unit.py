@@ -356,15 +356,45 @@ def test_intervalBelowAMillisecondIsRoundedUp():
 def test_searchesTheServerWillNotRunAnswer422():
     """
     A well-formed search meetrd will not run (C{from} after C{to}, more
-    than 1000000 intervals in the range) is a 422 naming the field to
-    change; no search reaches the store.
+    than 1000000 intervals in the range, an interval longer than ten
+    thousand years, a time past the year 9999) is a 422 naming the field
+    to change; no search reaches the store.
     """
     treq, store, api = client({})
     for query, field in (
             ("metric=m&from=10&to=0&aggregation=sum", "from"),
             ("metric=m&from=0&to=2000001&aggregation=sum&interval=1ms",
-             "interval")):
+             "interval"),
+            ("metric=m&from=0&to=1&aggregation=sum&interval=530000w",
+             "interval"),
+            ("metric=m&from=0&to=374513492105544.4&aggregation=sum", "to")):
         reply = result(treq.get(f"http://x/1.0/metrics?{query}"))
         assert reply.code == 422, query
         assert json.loads(result(reply.content()))["field"] == field
     assert store.searches == []
+
+
+def test_pointsOutsideTheTimeWindowAnswer422():
+    """
+    A write whose only fault is a time outside the accepted window (more
+    than limits.max_future ahead) or past the year 9999 is a 422 naming
+    ts, as a single form point and as a batch; a batch with a malformed
+    item as well is a 400.  Nothing is written.
+    """
+    treq, store, api = client({})
+    future = 10_000 + 3600
+    reply = result(treq.post(
+        "http://x/1.0/metrics", f"metric_id=m&ts={future}&value=1".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    assert reply.code == 422
+    assert json.loads(result(reply.content()))["field"] == "ts"
+    late = {"metric_id": "m", "ts": future, "value": 1}
+    for batch, code in (([late, {**late, "ts": 374513492105544.4}], 422),
+                        ([late, {**late, "ts": "soon"}], 400)):
+        reply = result(treq.post(
+            "http://x/1.0/metrics", json.dumps(batch).encode(),
+            headers={"Content-Type": "application/json"}))
+        assert reply.code == code, batch
+        errors = json.loads(result(reply.content()))["errors"]
+        assert errors[0]["field"] == "ts"
+    assert store.writes == []
