@@ -183,33 +183,37 @@ def test_nodeKilledUnderWriteLoad(points: list[tuple[str, int]],
     keyspace = uniqueKeyspace("quorum")
     daemon = Daemon(tmp_path / "d", clusterSettings(points, keyspace))
     daemon.start().waitReady(90)
-    writer = Writer(daemon)
     try:
-        writer.start()
-        time.sleep(5)
-        before = len(writer.acknowledged)
-        killedAt = time.time()
-        devnode(points, "kill-node", "3")
-        time.sleep(10)
-        writer.stopping.set()
-        writer.join(60)
-        after = len(writer.acknowledged)
+        writer = Writer(daemon)
+        try:
+            writer.start()
+            time.sleep(5)
+            before = len(writer.acknowledged)
+            killedAt = time.time()
+            devnode(points, "kill-node", "3")
+            time.sleep(10)
+            writer.stopping.set()
+            writer.join(60)
+            after = len(writer.acknowledged)
+        finally:
+            writer.stopping.set()
+        assert before > 10 and after > before + 20, (before, after)
+        assert len(writer.failed) <= writer.parallel, writer.failed
+        assert all(status == 503 and at >= killedAt - 1
+                   for at, status, _ in writer.failed), writer.failed
+        written = [item for items in writer.acknowledged for item in items]
+        reply = daemon.get("/1.0/metrics", metric="quorum.points",
+                           aggregation="count",
+                           **{"from": "1700000000000", "to": "1700010000000"})
+        assert reply.status == 200, reply.body
+        counted = reply.json()["value"]
+        # Failed batches may have landed in part; every acknowledged point is
+        # there.
+        assert counted >= len(written), (counted, len(written))
     finally:
-        writer.stopping.set()
-    assert before > 10 and after > before + 20, (before, after)
-    assert len(writer.failed) <= writer.parallel, writer.failed
-    assert all(status == 503 and at >= killedAt - 1
-               for at, status, _ in writer.failed), writer.failed
-    written = [item for items in writer.acknowledged for item in items]
-    reply = daemon.get("/1.0/metrics", metric="quorum.points",
-                       aggregation="count",
-                       **{"from": "1700000000000", "to": "1700010000000"})
-    assert reply.status == 200, reply.body
-    counted = reply.json()["value"]
-    # Failed batches may have landed in part; every acknowledged point is
-    # there.
-    assert counted >= len(written), (counted, len(written))
-    daemon.stop()
+        # Stopped whatever happened: a daemon left running would write on
+        # into the cluster the next tests use.
+        daemon.stop()
 
     devnode(points, "start-node", "3")
     session = nodeSession(*points[0])
