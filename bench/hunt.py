@@ -483,6 +483,7 @@ def _frameName(frame: str, withLine: bool = False) -> str:
 GC_FRAME = "gc_collect_main"
 CATEGORIES = (
     ("parsing pages", ("meetrd/hunter/pages.py", "meetrd/hunter/prompage.py",
+                       "meetrd/hunter/pagebuild.py",
                        "prometheus_client/parser.py")),
     ("building the writes (MetricStore.writePoints: batches, binding rows)",
      ("MetricStore.writePoints",)),

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 from meetrd.points import Point, freezeTags
 from meetrd.proto.remote_pb2 import WriteRequest
 from meetrd.settings import Limits
+from meetrd.timestamps import MAX_TS_MS, MIN_TS_MS
 from meetrd.validation import (
     BatchProblems,
     FieldProblem,
@@ -37,9 +38,6 @@ from meetrd.validation import (
 NAME_LABEL = "__name__"
 # The bits of the NaN Prometheus writes as a staleness marker.
 STALE_NAN_BITS = 0x7FF0000000000002
-# The earliest and latest instants meetrd stores, in milliseconds.
-_MIN_MS = -62135596800000
-_MAX_MS = 253402300799999
 # Problems listed in one answer at most.
 MAX_PROBLEMS = 100
 
@@ -108,7 +106,7 @@ def _checkMs(tsMs: int, limits: Limits, nowMs: int, field: str) -> int:
     Check a sample's timestamp (milliseconds) against what meetrd stores
     and the accepted window around now.
     """
-    if not _MIN_MS <= tsMs <= _MAX_MS:
+    if not MIN_TS_MS <= tsMs <= MAX_TS_MS:
         raise FieldProblem(field, f"{tsMs} ms is outside years 1 to 9999")
     return checkWindow(tsMs, limits, nowMs, field)
 
@@ -172,9 +170,9 @@ def pointsOf(request: WriteRequest, limits: Limits, nowMs: int,
     problems: list[FieldProblem] = []
     isfinite = math.isfinite
     # Timestamps inside this window need no other check.
-    earliest = max(_MIN_MS, nowMs - limits.max_past * 1000
-                   if limits.max_past else _MIN_MS)
-    latest = min(_MAX_MS, nowMs + limits.max_future * 1000)
+    earliest = max(MIN_TS_MS, nowMs - limits.max_past * 1000
+                   if limits.max_past else MIN_TS_MS)
+    latest = min(MAX_TS_MS, nowMs + limits.max_future * 1000)
     for index, series in enumerate(request.timeseries):
         try:
             key = tuple([(label.name, label.value)

@@ -22,10 +22,17 @@ import re
 from datetime import datetime, timedelta, timezone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_EPOCH_MS_THRESHOLD = 1e11
-# Year 1 to year 9999: what datetime and Cassandra's timestamp both handle.
-_MIN_MS = -62135596800000
-_MAX_MS = 253402300799999
+EPOCH_MS_THRESHOLD = 1e11
+"""An epoch number of this size or more (either sign) is milliseconds; a
+smaller one is seconds."""
+
+MIN_TS_MS = -62135596800000
+"""The first instant of the year 1, in ms since the epoch: the earliest
+meetrd stores (what datetime and Cassandra's timestamp both hold)."""
+
+MAX_TS_MS = 253402300799999
+"""The last millisecond of the year 9999: the latest meetrd stores."""
+
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
 # "12:18:18 0530": a "+0530" whose plus became a space in a form body
 # that was not URL-encoded.
@@ -96,7 +103,7 @@ def _fromEpoch(number: int | float) -> int:
     """
     if isinstance(number, float) and not math.isfinite(number):
         raise TimestampError("timestamp must be a finite number")
-    if abs(number) >= _EPOCH_MS_THRESHOLD:
+    if abs(number) >= EPOCH_MS_THRESHOLD:
         milliseconds = int(number)
     else:
         milliseconds = int(math.floor(number * 1000))
@@ -107,7 +114,7 @@ def _checkRange(milliseconds: int, original: object) -> int:
     """
     Refuse instants outside the years 1 to 9999.
     """
-    if not _MIN_MS <= milliseconds <= _MAX_MS:
+    if not MIN_TS_MS <= milliseconds <= MAX_TS_MS:
         raise TimestampOutOfRange(f"{original!r} is out of range (years 1 "
                                   f"to 9999)")
     return milliseconds

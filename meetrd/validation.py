@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from meetrd.names import (
+    CONTROL_CHARACTER,
+    METRIC_PATTERN,
+    METRIC_RULE,
+    TAG_KEY_PATTERN,
+    TAG_KEY_RULE,
+)
 from meetrd.points import Point, Tags, freezeTags
 from meetrd.settings import Limits
 from meetrd.timestamps import (
@@ -20,13 +26,6 @@ from meetrd.timestamps import (
     TimestampOutOfRange,
     parseTimestamp,
 )
-
-METRIC_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/\-]*")
-TAG_KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-METRIC_RULE = ("letters, digits and _ . : / - (not starting with "
-               ". : / or -)")
-TAG_KEY_RULE = "a letter or _, then letters, digits, _ . or -"
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,7 @@ def checkTags(tags: object, limits: Limits, field: str = "tags"
         if len(value) > limits.max_tag_value_length:
             raise FieldProblem(field, f"tag {key!r} is longer than "
                                f"{limits.max_tag_value_length} characters")
-        if _CONTROL.search(value):
+        if CONTROL_CHARACTER.search(value):
             raise FieldProblem(field, f"tag {key!r} holds control characters")
     return dict(tags)
 

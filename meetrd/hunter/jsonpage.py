@@ -15,8 +15,8 @@ it is:
     units here and the leaf is skipped.
 Every other leaf (C{null}, other strings, lists, NaN/Infinity) is skipped
 and counted; an empty object gives nothing and counts nothing.  A leaf whose
-flattened name breaks the naming rules of L{meetrd.hunter.pages} (an empty
-key, a key with a blank...) is skipped and counted too.
+flattened name breaks the naming rules of L{meetrd.hunter.pagebuild} (an
+empty key, a key with a blank...) is skipped and counted too.
 
 B{A list} is a list of Meetr points: C{{"metric_id": "...", "value": ...,
 "ts": ..., "tags": {...}}}.  The value is read like a leaf above; C{ts} may
@@ -39,12 +39,11 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Iterator
 
-from meetrd.hunter.pages import (
-    MAX_TS_MS,
-    MIN_TS_MS,
+from meetrd.hunter.pagebuild import (
     PageBuilder,
     PageError,
 )
+from meetrd.timestamps import EPOCH_MS_THRESHOLD, MAX_TS_MS, MIN_TS_MS
 
 _NUMBER_WITH_UNIT = re.compile(
     r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%|[KMGT]i?)?\s*")
@@ -55,7 +54,6 @@ _UNITS = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
-_EPOCH_MS_THRESHOLD = 1e11
 
 
 def leafValue(leaf: object) -> float | None:
@@ -118,7 +116,7 @@ def _parseTimestamp(raw: object) -> int:
         raise ValueError(f"a {type(raw).__name__} is not a timestamp")
     if not math.isfinite(number):
         raise ValueError("timestamp is not finite")
-    if abs(number) >= _EPOCH_MS_THRESHOLD:
+    if abs(number) >= EPOCH_MS_THRESHOLD:
         return _inRange(math.floor(number))
     return _inRange(math.floor(number * 1000))
 

@@ -4,10 +4,10 @@ prometheus_client's parsers; this module writes no parser of the formats.
 
 Every sample becomes a point: the sample's own name is the metric (so a
 histogram gives C{x_bucket}, C{x_sum} and C{x_count} series), its labels
-become tags (see L{meetrd.hunter.pages} for how they meet the base tags),
-its timestamp is kept when the node sends one, and a NaN or +/-Inf value is
-skipped and counted.  Exemplars are ignored; OpenMetrics native histogram
-samples (which have no single value) are skipped and counted.
+become tags (see L{meetrd.hunter.pagebuild} for how they meet the base
+tags), its timestamp is kept when the node sends one, and a NaN or +/-Inf
+value is skipped and counted.  Exemplars are ignored; OpenMetrics native
+histogram samples (which have no single value) are skipped and counted.
 
 B{OpenMetrics} pages go through the library's public
 C{prometheus_client.openmetrics.parser.text_string_to_metric_families},
@@ -60,15 +60,14 @@ from prometheus_client.parser import (
 )
 from prometheus_client.samples import Timestamp
 
-from meetrd.hunter.pages import (
-    MAX_TS_MS,
-    MIN_TS_MS,
+from meetrd.hunter.pagebuild import (
     PageBuilder,
     PageCache,
     PageError,
 )
 from meetrd.logs import briefReason
 from meetrd.points import Point
+from meetrd.timestamps import MAX_TS_MS, MIN_TS_MS
 
 _SampleLine = Callable[[str], Any]
 try:
