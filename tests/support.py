@@ -272,19 +272,22 @@ def runTwistd(config: Path, *args: str, timeout: float = 60.0
         timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def pageHandler(body: bytes) -> type[BaseHTTPRequestHandler]:
+def pageHandler(body: bytes | Callable[[], bytes]
+                ) -> type[BaseHTTPRequestHandler]:
     """
     A request handler for a loopback node that answers every GET with
-    C{body} as a Prometheus text page, and logs nothing.
+    C{body} (or what C{body()} gives at each request) as a Prometheus
+    text page, and logs nothing.
     """
 
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            page = body() if callable(body) else body
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(page)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(page)
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -26,7 +26,13 @@ from meetrd.settings import Limits
 from meetrd.timestamps import parseTimestamp
 from tests.peers import peer
 from tests.promserver import promQuery
-from tests.support import Daemon, daemonSettings, uniqueKeyspace, waitFor
+from tests.support import (
+    Daemon,
+    daemonSettings,
+    pageHandler,
+    uniqueKeyspace,
+    waitFor,
+)
 
 pytestmark = pytest.mark.cassandra
 
@@ -42,34 +48,26 @@ class Exporter(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), ExporterPage)
+        super().__init__(("127.0.0.1", 0), pageHandler(self.page))
         self.scrapes = 0
 
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
-
-
-class ExporterPage(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        server: Any = self.server
-        server.scrapes += 1
-        n = server.scrapes
-        page = (
+    def page(self) -> bytes:
+        """
+        The next scrape's page: counters that grow and a gauge that moves
+        with every scrape.
+        """
+        self.scrapes += 1
+        n = self.scrapes
+        return (
             "# TYPE rwtest_requests_total counter\n"
             f'rwtest_requests_total{{path="/a"}} {n * 3}\n'
             f'rwtest_requests_total{{path="/b"}} {n * 5 + 0.5}\n'
             "# TYPE rwtest_temperature gauge\n"
-            f'rwtest_temperature{{room="r1"}} {20 + (n % 7) / 4}\n')
-        body = page.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            f'rwtest_temperature{{room="r1"}} {20 + (n % 7) / 4}\n').encode()
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
 
 
 class Recorder(ThreadingHTTPServer):
