@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, fail, succeed
 from twisted.internet.task import Clock
 
 from meetrd.hunter.fetch import FetchError, Page
-from meetrd.hunter.pages import ParsedPage
-from meetrd.hunter.scrape import WRITES_BEHIND, ScrapeLoop
+from meetrd.hunter.pages import PageLimits, ParsedPage
+from meetrd.hunter.scrape import WRITES_BEHIND, ScrapeLoop, Scraper
 from meetrd.hunter.targets import Target, expand, ownedBy, startOffset
 from meetrd.points import Point
 from meetrd.settings import Shard, TargetGroup
@@ -35,14 +35,16 @@ class RecordingStore:
         return succeed(len(points))
 
 
-class ScriptedScraper:
+class ScriptedScraper(Scraper):
     """
-    A scraper whose fetches the test answers by hand.
+    The scrape pipeline with fetches the test answers by hand and a parser
+    that makes one point a page.
     """
 
     def __init__(self, clock):
+        super().__init__(None, RecordingStore(), PageLimits(),
+                         DeferredSemaphore(1000), clock)
         self.clock = clock
-        self.store = RecordingStore()
         self.fetches = []
 
     def fetch(self, url, timeout, followRedirects=True):

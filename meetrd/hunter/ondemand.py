@@ -16,9 +16,7 @@ from typing import Any, Sequence
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from meetrd.hunter.fetch import FetchError
-from meetrd.hunter.pages import PageError
-from meetrd.hunter.scrape import Scraper
+from meetrd.hunter.scrape import ScrapeOrder, Scraper
 
 _PATH = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/?\-]*")
 
@@ -145,22 +143,14 @@ class FetchJobs:
 
     async def _fetchNode(self, job: FetchJob, node: str) -> None:
         report = job.nodes[node]
-        startMs = int(self._reactor.seconds() * 1000)
-        try:
-            page = await self._scraper.fetch(f"http://{node}{job.path}",
-                                             self._timeout,
-                                             followRedirects=False)
-            parsed = self._scraper.parse(page, "auto",
-                                         {"node": node, "job": job.id},
-                                         startMs, None)
-            await self._scraper.store.writePoints(parsed.points)
-        except (FetchError, PageError) as e:
-            report.state, report.error = "failed", str(e)
-        except Exception as e:
-            report.state = "failed"
-            report.error = f"{type(e).__name__}: {e}"[:300]
+        outcome = await self._scraper.scrape(ScrapeOrder(
+            f"http://{node}{job.path}", self._timeout, "auto",
+            {"node": node, "job": job.id},
+            int(self._reactor.seconds() * 1000), followRedirects=False))
+        if outcome.error is None:
+            report.state, report.samples = "ok", outcome.samples
         else:
-            report.state, report.samples = "ok", len(parsed.points)
+            report.state, report.error = "failed", outcome.error
 
     def drain(self) -> Deferred[Any]:
         """

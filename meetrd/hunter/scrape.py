@@ -1,5 +1,9 @@
 """
-Scraping one target on its schedule.
+Scraping: the pipeline of one page, and one target's schedule.
+
+L{Scraper.scrape} fetches, parses and writes one page as a
+L{ScrapeOrder} says; a scheduled scrape and an on-demand fetch
+(L{meetrd.hunter.ondemand}) both go through it.
 
 A L{ScrapeLoop} drives one target with a C{LoopingCall}: the first scrape
 falls at the target's stable offset within its interval, then one every
@@ -71,11 +75,51 @@ class ScrapeResult:
     lateness: float
 
 
+@dataclass(frozen=True)
+class ScrapeOrder:
+    """
+    What one scrape fetches and how, scheduled or on demand.
+
+    @ivar retryBefore: with a reactor time, a failed fetch is tried again
+        (with a doubling backoff) while the next try can end before it;
+        C{None} tries once.
+    @ivar health: whether the scrape's C{up}, C{scrape_duration_seconds}
+        and C{scrape_samples_scraped} points are written with its samples.
+    """
+
+    url: str
+    timeout: float
+    format: str
+    tags: dict[str, str]
+    startMs: int
+    cache: PageCache | None = None
+    followRedirects: bool = True
+    retryBefore: float | None = None
+    health: bool = False
+
+
+@dataclass
+class ScrapeOutcome:
+    """
+    What one scrape did.
+
+    @ivar duration: seconds from the start to the parsed page (or the
+        error), before the write.
+    """
+
+    parsed: bool = False
+    samples: int = 0
+    skipped: int = 0
+    error: str | None = None
+    retries: int = 0
+    duration: float = 0.0
+
+
 @dataclass(eq=False)
 class Scraper:
     """
-    Fetch, parse and store one page: what a scheduled scrape and an
-    on-demand fetch share.
+    The scrape pipeline, fetch, parse and write, that a scheduled scrape
+    and an on-demand fetch share (L{scrape}).
 
     @ivar semaphore: caps the fetches in flight.
     """
@@ -103,6 +147,84 @@ class Scraper:
         """
         return parsePage(page.body, page.contentType, format, baseTags=tags,
                          defaultTsMs=startMs, limits=self.limits, cache=cache)
+
+    def scrape(self, order: ScrapeOrder,
+               beforeWrite: Callable[[], None] | None = None
+               ) -> Deferred[ScrapeOutcome]:
+        """
+        Fetch (with retries if the order allows), parse and write one
+        page; never fails: what went wrong is the outcome's C{error}.
+        C{beforeWrite} is called once the points are ready to write.
+        """
+        return Deferred.fromCoroutine(self._scrape(order, beforeWrite))
+
+    async def _scrape(self, order: ScrapeOrder,
+                      beforeWrite: Callable[[], None] | None
+                      ) -> ScrapeOutcome:
+        start = self.reactor.seconds()
+        outcome = ScrapeOutcome()
+        points: list[Point] = []
+        try:
+            page = await self._fetchWithRetries(order, outcome)
+            parsed = self.parse(page, order.format, order.tags,
+                                order.startMs, order.cache)
+            points = parsed.points
+            outcome.parsed = True
+            outcome.samples = len(points)
+            outcome.skipped = parsed.skipped
+        except (FetchError, PageError) as e:
+            outcome.error = str(e)
+        except Exception as e:
+            self.log.failure("Scraping {url} failed unexpectedly",
+                             url=order.url)
+            outcome.error = f"internal error: {type(e).__name__}"
+        outcome.duration = self.reactor.seconds() - start
+        if order.health:
+            points.extend(healthPoints(order.tags, order.startMs,
+                                       outcome.error is None,
+                                       outcome.duration, outcome.samples))
+        if beforeWrite is not None:
+            beforeWrite()
+        if not points:
+            return outcome
+        try:
+            await self.store.writePoints(points)
+        except StoreUnavailable as e:
+            outcome.error = outcome.error or f"store: {e}"
+        except Exception as e:
+            self.log.failure("Storing the scrape of {url} failed",
+                             url=order.url)
+            outcome.error = outcome.error or f"store: {type(e).__name__}: {e}"
+        return outcome
+
+    async def _fetchWithRetries(self, order: ScrapeOrder,
+                                outcome: ScrapeOutcome) -> Any:
+        backoff = FIRST_BACKOFF
+        while True:
+            try:
+                return await self.fetch(order.url, order.timeout,
+                                        order.followRedirects)
+            except FetchError:
+                now = self.reactor.seconds()
+                if order.retryBefore is None or \
+                        now + backoff + order.timeout >= order.retryBefore:
+                    raise
+                outcome.retries += 1
+                await deferLater(self.reactor, backoff)
+                backoff *= 2
+
+
+def healthPoints(tags: dict[str, str], startMs: int, ok: bool,
+                 duration: float, samples: int) -> list[Point]:
+    """
+    The points a scrape writes about itself, as Prometheus does.
+    """
+    frozen = freezeTags(tags)
+    return [
+        Point("up", frozen, startMs, 1.0 if ok else 0.0),
+        Point("scrape_duration_seconds", frozen, startMs, duration),
+        Point("scrape_samples_scraped", frozen, startMs, float(samples)),
+    ]
 
 
 class ScrapeLoop:
@@ -205,65 +327,30 @@ class ScrapeLoop:
     async def _scrape(self, start: float, lateness: float, nextTick: float,
                       proceed: Deferred[None]) -> None:
         target = self.target
-        tags = target.tags
         startMs = int(start * 1000)
-        samples = 0
-        error = None
-        points: list[Point] = []
+        order = ScrapeOrder(target.url, target.timeout, target.format,
+                            target.tags, startMs, self._cache,
+                            retryBefore=nextTick, health=True)
+
+        writing = False
+
+        def beforeWrite() -> None:
+            nonlocal writing
+            writing = True
+            self._writing += 1
+            if self._writing <= WRITES_BEHIND and not proceed.called:
+                proceed.callback(None)
+
         try:
-            page = await self._fetchWithRetries(nextTick)
-            parsed = self.scraper.parse(page, target.format, tags, startMs,
-                                        self._cache)
-            points = parsed.points
-            samples = len(points)
-            self.health.samplesSkipped = parsed.skipped
-        except (FetchError, PageError) as e:
-            error = str(e)
-        except Exception as e:
-            self.log.failure("Scraping {url} failed unexpectedly",
-                             url=target.url)
-            error = f"internal error: {type(e).__name__}"
-        duration = self.reactor.seconds() - start
-        points.extend(self._healthPoints(tags, startMs, error is None,
-                                         duration, samples))
-        self._writing += 1
-        if self._writing <= WRITES_BEHIND and not proceed.called:
-            proceed.callback(None)
-        try:
-            await self.scraper.store.writePoints(points)
-        except StoreUnavailable as e:
-            error = error or f"store: {e}"
-        except Exception as e:
-            self.log.failure("Storing the scrape of {url} failed",
-                             url=target.url)
-            error = error or f"store: {type(e).__name__}: {e}"
+            outcome = await self.scraper.scrape(order, beforeWrite)
         finally:
-            self._writing -= 1
-        duration = self.reactor.seconds() - start
-        self._record(startMs, duration, samples, error, lateness)
-
-    async def _fetchWithRetries(self, nextTick: float) -> Any:
-        target = self.target
-        backoff = FIRST_BACKOFF
-        while True:
-            try:
-                return await self.scraper.fetch(target.url, target.timeout)
-            except FetchError:
-                now = self.reactor.seconds()
-                if now + backoff + target.timeout >= nextTick:
-                    raise
-                self.health.retries += 1
-                await deferLater(self.reactor, backoff)
-                backoff *= 2
-
-    def _healthPoints(self, tags: dict[str, str], startMs: int, ok: bool,
-                      duration: float, samples: int) -> list[Point]:
-        frozen = freezeTags(tags)
-        return [
-            Point("up", frozen, startMs, 1.0 if ok else 0.0),
-            Point("scrape_duration_seconds", frozen, startMs, duration),
-            Point("scrape_samples_scraped", frozen, startMs, float(samples)),
-        ]
+            if writing:
+                self._writing -= 1
+        self.health.retries += outcome.retries
+        if outcome.parsed:
+            self.health.samplesSkipped = outcome.skipped
+        self._record(startMs, self.reactor.seconds() - start,
+                     outcome.samples, outcome.error, lateness)
 
     def _record(self, startMs: int, duration: float, samples: int,
                 error: str | None, lateness: float) -> None:
