@@ -60,6 +60,20 @@ class _StoreCollector:
             "1 when the Cassandra session is up and the schema in place.")
         ready.add_metric([], 1.0 if store.ready else 0.0)
         yield ready
+        queue = getattr(store, "indexQueue", None)
+        if queue is not None:
+            queued = GaugeMetricFamily(
+                "meetr_index_queue_rows",
+                "Index rows of new scraped series waiting to be written "
+                "behind their points.")
+            queued.add_metric([], queue.queued)
+            yield queued
+            failed = CounterMetricFamily(
+                "meetr_index_queue_failures",
+                "Batches of queued index rows that failed and were queued "
+                "again.")
+            failed.add_metric([], queue.failures)
+            yield failed
         if self._hunter is not None:
             targets = GaugeMetricFamily(
                 "meetr_hunter_targets", "Targets hunted, by health.",

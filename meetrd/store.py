@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from meetrd import schema
 from meetrd.aggregate import Partial, summarizeValues
 from meetrd.driverbridge import executeAsync
+from meetrd.indexqueue import IndexQueue
 from meetrd.logs import briefReason
 from meetrd.points import Point
 from meetrd.binding import pointBatch
@@ -61,6 +62,7 @@ from meetrd.sketch import decodeSketch
 from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 from meetrd.writeplan import (
+    IndexRow,
     WriteCache,
     endedBy,
     indexRetention,
@@ -209,6 +211,10 @@ class MetricStore:
         self._semaphore = DeferredSemaphore(settings.max_in_flight)
         self._readSemaphore = DeferredSemaphore(settings.max_reads_in_flight)
         self._indexSemaphore = DeferredSemaphore(INDEX_WRITES_IN_FLIGHT)
+        # The hunter's new index rows, written behind their points.
+        self.indexQueue = IndexQueue(self._sendIndexRows, reactor,
+                                     INDEX_WRITES_IN_FLIGHT,
+                                     MAX_INDEX_PER_BATCH)
         # Large writes are planned and bound a slice a reactor turn.
         self._cooperator = Cooperator(
             scheduler=lambda step: reactor.callLater(0, step))
@@ -258,6 +264,9 @@ class MetricStore:
         place among those in flight (at once when none is).  Cancelling
         the Deferred stops the wait.
         """
+        if self.indexQueue.queued:
+            return self.indexQueue.whenEmpty().addCallback(
+                lambda _: self.whenIdle())
         if self._idle():
             return succeed(None)
         waiter: Deferred[None] = Deferred(self._idleWaiters.remove)
@@ -396,6 +405,7 @@ class MetricStore:
         Shut the cluster down; the store is unusable afterwards.
         """
         cluster, self._cluster, self._session = self._cluster, None, None
+        self.indexQueue.stop()
         self._connected = False
         self._lastError = "closed"
         if cluster is None:
@@ -497,11 +507,15 @@ class MetricStore:
 
     # Writing
 
-    def writePoints(self, points: Iterable[Point]) -> Deferred[int]:
+    def writePoints(self, points: Iterable[Point], indexBehind: bool = False
+                    ) -> Deferred[int]:
         """
         Write points and the index rows that lead to them; fire with the
         number of points once Cassandra has acknowledged every write, or
-        fail.
+        fail.  With C{indexBehind}, new index rows are handed to
+        L{indexQueue} and the Deferred fires once the points (and every
+        other row) are written, before the index rows (see
+        L{meetrd.indexqueue}).
 
         Points of one partition go as unlogged batches of at most
         L{MAX_BATCH_ROWS} rows; each partition is a request of its own.
@@ -511,7 +525,7 @@ class MetricStore:
         """
         points = points if isinstance(points, list) else list(points)
         if len(points) <= WRITE_SLICE:
-            return self._writeSlice(points)
+            return self._writeSlice(points, None, indexBehind)
         started: list[Deferred[int]] = []
 
         def steps() -> Iterator[None]:
@@ -522,7 +536,8 @@ class MetricStore:
                 yield None
             for start in range(0, len(points), WRITE_SLICE):
                 started.append(self._writeSlice(
-                    points[start:start + WRITE_SLICE], nodeSeries))
+                    points[start:start + WRITE_SLICE], nodeSeries,
+                    indexBehind))
                 yield None
 
         def allWritten(_: object) -> Deferred[int]:
@@ -533,8 +548,8 @@ class MetricStore:
             allWritten)
 
     def _writeSlice(self, points: list[Point],
-                    nodeSeries: dict[str, int] | None = None
-                    ) -> Deferred[int]:
+                    nodeSeries: dict[str, int] | None = None,
+                    indexBehind: bool = False) -> Deferred[int]:
         """
         Write some points (see L{writePoints}) in one go; C{nodeSeries}
         places them as the whole write they are a slice of.
@@ -548,7 +563,7 @@ class MetricStore:
         now = self._reactor.seconds()
         plan = planWrite(points, cache, now, nodeSeries)
         if not cache.rollups:
-            return self._writePlan(statements, plan, cache, now)
+            return self._writePlan(statements, plan, cache, now, indexBehind)
 
         def markEnded(count: int) -> Deferred[int]:
             # Partitions a rollup may have read before these points landed
@@ -559,7 +574,8 @@ class MetricStore:
         # The rollup markers go first: a point is never in Cassandra
         # without the marker that gets it rolled up.
         return self._mark(statements, plan.dirtyRows).addCallback(
-            lambda _: self._writePlan(statements, plan, cache, now)
+            lambda _: self._writePlan(statements, plan, cache, now,
+                                      indexBehind)
         ).addCallback(markEnded)
 
     def _mark(self, statements: schema.Statements,
@@ -585,15 +601,20 @@ class MetricStore:
         return DeferredList(marks, consumeErrors=True).addCallback(marked)
 
     def _writePlan(self, statements: schema.Statements, plan: Any,
-                   cache: WriteCache, now: float) -> Deferred[int]:
+                   cache: WriteCache, now: float, indexBehind: bool = False
+                   ) -> Deferred[int]:
         """
-        Send the index rows and points of a planned write.
+        Send the index rows and points of a planned write; with
+        C{indexBehind} the index rows go to L{indexQueue} instead (and
+        count as written for the cache, the queue owning them).
         """
         indexTTL = cache.ttl
         writeLevel = statements.insertPoint.consistency_level
         requests = []
         byReplica: dict[Any, list[Any]] = {}
-        for _, row in plan.indexRows:
+        if indexBehind and plan.indexRows:
+            self.indexQueue.add(plan.indexRows)
+        for _, row in ([] if indexBehind else plan.indexRows):
             bound = statements.insertIndex.bind((
                 row.metric, row.slice, row.seriesId, row.source, row.bucketMs,
                 dict(row.tags), indexTTL))
@@ -638,6 +659,23 @@ class MetricStore:
             return plan.count
 
         return DeferredList(requests, consumeErrors=True).addCallback(settled)
+
+    def _sendIndexRows(self, rows: list[IndexRow]) -> Deferred[Any]:
+        """
+        Write some index rows of one index partition, as the queue asks.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        assert self._cache is not None
+        insert = statements.insertIndex
+        indexTTL = self._cache.ttl
+        bounds = [insert.bind((row.metric, row.slice, row.seriesId,
+                               row.source, row.bucketMs, dict(row.tags),
+                               indexTTL)) for row in rows]
+        return self._indexSemaphore.run(
+            self._run, _batchOf(bounds, insert.consistency_level), None)
 
     def _smallRowBatches(self, byPartition: dict[Any, list[Any]],
                          level: Any) -> list[Any]:

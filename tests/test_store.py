@@ -295,11 +295,11 @@ async def test_largeWriteGoesInSlices(store, cql, keyspace):
     placed = []
     writeSlice = store._writeSlice
 
-    def recorded(chunk, nodeSeries=None):
+    def recorded(chunk, nodeSeries=None, indexBehind=False):
         sliced.append((len(chunk), len(ran)))
         placed.append(nodeSeries)
         reactor.callLater(0, ran.append, len(sliced))
-        return writeSlice(chunk, nodeSeries)
+        return writeSlice(chunk, nodeSeries, indexBehind)
 
     store._writeSlice = recorded
     batch = [Point(f"large.m{j}", freezeTags({"node": f"large-{n}"}),
@@ -318,3 +318,38 @@ async def test_largeWriteGoesInSlices(store, cql, keyspace):
     assert result["value"] == 500
     total = await search(store, "large.m99", BASE, BASE + 10_000, "sum")
     assert total["value"] == sum(float(n * 100 + 99) for n in range(500))
+
+
+@pytest_twisted.ensureDeferred
+async def test_indexBehindPointsIsWrittenWhole(store, cql, keyspace):
+    """
+    A write with C{indexBehind} (the hunter's) of 4,000 new series of 8
+    nodes over 5 metrics hands its index rows to the store's queue; once
+    the store is idle every series has its index row in Cassandra and a
+    search finds and sums them all.  A write without it (the API's)
+    writes its index rows itself.
+    """
+    queue = store.indexQueue
+    before = queue.written
+    written = []
+    for node in range(8):
+        written.extend(Point(f"behind.m{m}", freezeTags(
+            {"node": f"host-{node}", "cpu": str(c)}), BASE + 5000, 1.0)
+            for m in range(5) for c in range(100))
+    assert await store.writePoints(written, indexBehind=True) == 4000
+    assert queue.queued + queue.written - before == 4000
+    await store.whenIdle()
+    assert queue.queued == 0 and queue.written - before == 4000
+    for m in range(5):
+        rows = list(cql.execute(
+            f"SELECT series_id FROM {keyspace}.series_index WHERE metric = "
+            f"%s AND slice = %s", (f"behind.m{m}", BASE // 86400000)))
+        assert len(rows) == 800
+        found = await search(store, f"behind.m{m}", BASE, BASE + 10_000,
+                             "sum", groupBy="node")
+        assert found["value"] == 800.0
+        assert [g["value"] for g in found["groups"]] == [100.0] * 8
+    await store.writePoints(points("behind.api", [1, 2]))
+    assert queue.written - before == 4000
+    assert (await search(store, "behind.api", BASE, BASE + 10_000,
+                         "sum"))["value"] == 3.0

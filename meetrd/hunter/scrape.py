@@ -188,7 +188,10 @@ class Scraper:
         if not points:
             return outcome
         try:
-            await self.store.writePoints(points)
+            # New series' index rows are written behind the points
+            # (meetrd.indexqueue): a thousand new nodes do not hold their
+            # first scrapes back.
+            await self.store.writePoints(points, indexBehind=True)
         except StoreUnavailable as e:
             outcome.error = outcome.error or f"store: {e}"
         except Exception as e:

@@ -1,0 +1,169 @@
+"""
+Index rows written behind the points they lead to.
+
+A scrape of a node met for the first time brings a hundred new series, and
+a thousand such nodes bring a hundred thousand index rows at once, into a
+few index partitions (one a metric and slice).  Written with each scrape,
+they hold every first scrape back until Cassandra has taken them all.  A
+scrape's points may instead go at once and its new index rows wait here:
+they are written a partition at a time, as single-partition batches (one
+mutation for Cassandra however many rows), a few batches in flight, and a
+failed batch is tried again with a backoff until it lands.
+
+Until its index row lands a new series is in Cassandra but not found by
+searches; that is the trade, and only the hunter makes it (an API write is
+acknowledged once its index rows are written).  A process that stops with
+rows still queued loses them, and a restarted one writes them again with
+the next scrape of their series, since its cache of written rows starts
+empty.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Callable, Iterable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from meetrd.writeplan import IndexRow
+
+CacheKey = tuple[bytes, int, str]
+PartitionKey = tuple[str, int]
+
+# The first wait after a failed batch, doubled up to the second.
+FIRST_RETRY = 1.0
+LAST_RETRY = 30.0
+
+
+class IndexQueue:
+    """
+    Index rows waiting to be written, by index partition.
+
+    @ivar queued: rows waiting or in flight.
+    @ivar written: rows written so far.
+    @ivar failures: batches that failed (and were queued again).
+    """
+
+    log = Logger()
+
+    def __init__(self, send: Callable[[list[IndexRow]], Deferred[Any]],
+                 clock: Any, inFlight: int, rowsPerWrite: int) -> None:
+        """
+        @param send: writes the rows of one index partition, firing once
+            Cassandra has them.
+        @param clock: for the backoff after a failure.
+        @param inFlight: batches written at once.
+        @param rowsPerWrite: rows of one batch at most.
+        """
+        self._send = send
+        self._clock = clock
+        self._maxInFlight = inFlight
+        self._rowsPerWrite = rowsPerWrite
+        self._waiting: OrderedDict[PartitionKey, dict[CacheKey, IndexRow]] = \
+            OrderedDict()
+        self._inFlight = 0
+        self._retry: Any = None
+        self._backoff = FIRST_RETRY
+        self._emptyWaiters: list[Deferred[None]] = []
+        self._stopped = False
+        self.queued = 0
+        self.written = 0
+        self.failures = 0
+
+    def add(self, rows: Iterable[tuple[CacheKey, IndexRow]]) -> None:
+        """
+        Queue index rows; a row already waiting is not queued twice.
+        """
+        waiting = self._waiting
+        for key, row in rows:
+            partition = (row.metric, row.slice)
+            found = waiting.get(partition)
+            if found is None:
+                waiting[partition] = {key: row}
+                self.queued += 1
+            elif key not in found:
+                found[key] = row
+                self.queued += 1
+        self._pump()
+
+    def whenEmpty(self) -> Deferred[None]:
+        """
+        Fire once no row waits or is in flight.  Cancelling the Deferred
+        stops the wait.
+        """
+        if self.queued == 0:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._emptyWaiters.remove)
+        self._emptyWaiters.append(waiter)
+        return waiter
+
+    def stop(self) -> None:
+        """
+        Stop writing: no retry is scheduled any more, and rows still
+        waiting stay unwritten.
+        """
+        self._stopped = True
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def _pump(self) -> None:
+        while (not self._stopped and self._retry is None
+               and self._inFlight < self._maxInFlight and self._waiting):
+            partition, rows = next(iter(self._waiting.items()))
+            if len(rows) <= self._rowsPerWrite:
+                del self._waiting[partition]
+                batch = rows
+            else:
+                batch = {}
+                for key in list(rows)[:self._rowsPerWrite]:
+                    batch[key] = rows.pop(key)
+                # The rest of this partition goes after the others.
+                self._waiting.move_to_end(partition)
+            self._inFlight += 1
+            self._send(list(batch.values())).addCallbacks(
+                self._sent, self._failed, callbackArgs=(batch,),
+                errbackArgs=(partition, batch))
+
+    def _sent(self, _: Any, batch: dict[CacheKey, IndexRow]) -> None:
+        self._inFlight -= 1
+        self.queued -= len(batch)
+        self.written += len(batch)
+        self._backoff = FIRST_RETRY
+        if self.queued == 0:
+            waiting, self._emptyWaiters = self._emptyWaiters, []
+            for waiter in waiting:
+                waiter.callback(None)
+        self._pump()
+
+    def _failed(self, failure: Any, partition: PartitionKey,
+                batch: dict[CacheKey, IndexRow]) -> None:
+        self._inFlight -= 1
+        self.failures += 1
+        # Back at the head of the queue, unless newer rows of the same
+        # series came meanwhile.
+        rows = self._waiting.get(partition)
+        if rows is None:
+            self._waiting[partition] = dict(batch)
+        else:
+            for key, row in batch.items():
+                if key in rows:
+                    self.queued -= 1
+                else:
+                    rows[key] = row
+        self._waiting.move_to_end(partition, last=False)
+        if self._stopped:
+            return
+        if self._retry is None:
+            self.log.warn(
+                "Writing {rows} index rows failed ({error}); {queued} rows "
+                "wait, trying again in {seconds:g}s", rows=len(batch),
+                error=failure.getErrorMessage()[:200], queued=self.queued,
+                seconds=self._backoff)
+            self._retry = self._clock.callLater(self._backoff, self._again)
+            self._backoff = min(self._backoff * 2, LAST_RETRY)
+
+    def _again(self) -> None:
+        self._retry = None
+        self._pump()
