@@ -488,19 +488,28 @@ class Rollups:
     def waitRolled(self, daemon: Any, timeout: float = 3600) -> dict[str, Any]:
         """
         Wait until the daemon has rolled up every marked partition (no
-        marker left in Cassandra).
+        marker left in Cassandra) and merged every closed pack.
         """
         assert self.driver is not None
         deadline = now() + timeout
+        rolled = False
+        merged, stable = None, 0
         while True:
             figures = rollupMetrics(daemon)
-            if figures.get("meetr_rollup_backlog", 1) == 0:
-                left = self.driver.call(cmd="markers")["markers"]
-                if left == 0:
-                    return {"partitions": figures.get(
-                        "meetr_rollup_partitions_total", 0),
-                        "failures": figures.get(
-                        "meetr_rollup_failures_total", 0)}
+            still = figures.get("meetr_rollup_packs_merged_total") == merged
+            stable = stable + 1 if rolled and still and figures.get(
+                "meetr_rollup_pack_backlog", 1) == 0 else 0
+            if stable >= 3:
+                # The looks of the last 6 s, once the raw markers were
+                # gone, merged no more pack: every closed pack is merged.
+                return {"partitions": figures.get(
+                    "meetr_rollup_partitions_total", 0),
+                    "packs": merged,
+                    "failures": figures.get(
+                    "meetr_rollup_failures_total", 0)}
+            merged = figures.get("meetr_rollup_packs_merged_total")
+            if not rolled and figures.get("meetr_rollup_backlog", 1) == 0:
+                rolled = self.driver.call(cmd="markers")["markers"] == 0
             if now() > deadline:
                 raise RuntimeError(f"rollups not done: {figures}")
             time.sleep(2)

@@ -10,6 +10,11 @@ L{meetrd.schema.DIRTY_SHARDS} partitions; an instance looks only at the
 shards its C{hunter.shard} gives it (shard C{s} belongs to instance
 C{s % count}), so with several instances each partition is rolled by one
 of them.
+
+Rolling a raw partition up marks the packs of the packed levels it
+touches (L{meetrd.packs}); once a pack's buckets have closed (and
+C{grace} has passed) and no raw partition under it waits for its rollup,
+the instance that owns its shard merges it again and clears its marker.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from meetrd.packs import packStart
 from meetrd.schema import DIRTY_SHARDS
 from meetrd.settings import RollupServiceSettings, Shard
 from meetrd.store import StoreUnavailable
@@ -32,6 +38,8 @@ ROLLING_AT_ONCE = 4
 # a rollup between the two is done again; waiting this long lets the
 # points land first, so that a backfill is mostly rolled up once.
 MARKER_SETTLE = 5.0
+# Pack markers cleared by one request at most.
+CLEARED_TOGETHER = 100
 # Partitions of one shard and bucket number rolled up together at most
 # (one read, shared batches): a fleet of small nodes catching up after
 # downtime costs a few requests per group, not five per partition.
@@ -48,6 +56,9 @@ class RollupService(Service):
         last look.
     @ivar rolled: partitions rolled up so far.
     @ivar failures: rollups that failed so far (they are tried again).
+    @ivar packBacklog: packs due for merging and not yet merged, as of the
+        last look.
+    @ivar packsMerged: packs merged so far.
     """
 
     log = Logger()
@@ -83,6 +94,8 @@ class RollupService(Service):
         self.backlog = 0
         self.rolled = 0
         self.failures = 0
+        self.packBacklog = 0
+        self.packsMerged = 0
         self._failedDue: list[float] = []
 
     def _share(self, members: tuple[str, ...]) -> None:
@@ -157,6 +170,66 @@ class RollupService(Service):
                             consumeErrors=True).addErrback(lambda f: None)
         now = self._clock.seconds()
         self.lag = now - min(self._failedDue) if self._failedDue else 0.0
+        await self._mergePacks()
+
+    async def _mergePacks(self) -> None:
+        """
+        Merge the marked packs of this instance's shards whose buckets
+        have closed, past C{grace}, and under which no raw partition waits
+        for its rollup; clear the markers of those merged.  A failure
+        leaves its marker for the next look.
+        """
+        grace = self._settings.grace
+        due: list[tuple[int, tuple[int, str, int, int]]] = []
+        for shard in self.shards:
+            marks = await self.store.packMarkers(shard)
+            if not marks:
+                continue
+            waiting: dict[str, list[tuple[int, int]]] = {}
+            for source, bucket, width, _ in \
+                    await self.store.dirtyPartitions(shard):
+                waiting.setdefault(source, []).append(
+                    (bucket * width, (bucket + 1) * width))
+            now = self._clock.seconds()
+            for mark in marks:
+                resolution, source, pack, _ = mark
+                start = packStart(pack, resolution)
+                end = packStart(pack + 1, resolution)
+                if now < end / 1000 + grace or any(
+                        low < end and high > start
+                        for low, high in waiting.get(source, ())):
+                    continue
+                due.append((shard, mark))
+        self.packBacklog = len(due)
+        gate = DeferredSemaphore(ROLLING_AT_ONCE)
+
+        def merge(shard: int, mark: tuple[int, str, int, int]
+                  ) -> Deferred[Any]:
+            def merged(_: Any) -> tuple[int, tuple[int, str, int, int]]:
+                self.packsMerged += 1
+                self.packBacklog -= 1
+                return shard, mark
+
+            def failed(failure: Any) -> None:
+                self.failures += 1
+                self.log.warn("Merging the pack {pack} of {source} failed, "
+                              "will retry: {why}", pack=mark[2],
+                              source=mark[1], why=failure.getErrorMessage())
+
+            return self.store.mergePack(*mark[:3]).addCallbacks(
+                merged, failed)
+
+        results = await gatherResults(
+            [gate.run(merge, shard, mark) for shard, mark in due],
+            consumeErrors=True)
+        byShard: dict[int, list[tuple[int, str, int, int]]] = {}
+        for result in results:
+            if result is not None:
+                byShard.setdefault(result[0], []).append(result[1])
+        for shard, marks in byShard.items():
+            for start in range(0, len(marks), CLEARED_TOGETHER):
+                await self.store.clearPackMarkers(
+                    shard, marks[start:start + CLEARED_TOGETHER])
 
     async def _rollGroup(self, group: list[Due]) -> None:
         """

@@ -93,6 +93,23 @@ TABLES = (
         bucket_ms bigint,
         PRIMARY KEY ((shard), source, bucket)
     ) WITH comment = 'meetrd: raw partitions to roll up'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.rollup_packs (
+        resolution bigint,
+        source text,
+        part bigint,
+        series_id blob,
+        pack bigint,
+        data blob,
+        PRIMARY KEY ((resolution, source, part), series_id, pack)
+    ) WITH comment = 'meetrd: rollup rows merged per series and pack'""",
+    """CREATE TABLE IF NOT EXISTS {ks}.pack_dirty (
+        shard int,
+        resolution bigint,
+        source text,
+        pack bigint,
+        marked boolean,
+        PRIMARY KEY ((shard), resolution, source, pack)
+    ) WITH comment = 'meetrd: rollup packs to merge again'""",
     """CREATE TABLE IF NOT EXISTS {ks}.members (
         grp text,
         instance text,
@@ -279,6 +296,42 @@ SUMMARY_BY_INTERVAL = (
 NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
 
 
+# Rollup packs (see meetrd.packs) and their markers, which share the
+# shards of the raw partitions' markers.
+INSERT_PACK = (
+    "INSERT INTO {ks}.rollup_packs (resolution, source, part, series_id, "
+    "pack, data) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
+)
+SELECT_PACKS = (
+    "SELECT series_id, pack, data FROM {ks}.rollup_packs WHERE "
+    "resolution = ? AND source = ? AND part = ? AND series_id IN ? AND "
+    "pack >= ? AND pack <= ?"
+)
+# The rollup rows of one source and pack, to merge into packs.
+SELECT_PACK_ROWS = (
+    "SELECT series_id, toUnixTimestamp(ts), count, sum, min, max, "
+    "toUnixTimestamp(first_ts), first_value, toUnixTimestamp(last_ts), "
+    "last_value, m2 FROM {ks}.rollups WHERE resolution = ? AND source = ? "
+    "AND part = ? AND ts >= ? AND ts <= ? ALLOW FILTERING"
+)
+INSERT_PACK_DIRTY = (
+    "INSERT INTO {ks}.pack_dirty (shard, resolution, source, pack, marked) "
+    "VALUES (?, ?, ?, ?, true)"
+)
+SELECT_PACK_DIRTY = (
+    "SELECT resolution, source, pack, writetime(marked) FROM {ks}.pack_dirty "
+    "WHERE shard = ?"
+)
+SELECT_SOURCE_PACK_DIRTY = (
+    "SELECT source, pack FROM {ks}.pack_dirty WHERE shard IN ? AND "
+    "resolution = ? AND source IN ?"
+)
+DELETE_PACK_DIRTY = (
+    "DELETE FROM {ks}.pack_dirty USING TIMESTAMP ? WHERE shard = ? AND "
+    "resolution = ? AND source = ? AND pack = ?"
+)
+
+
 def dirtyShard(source: str) -> int:
     """
     The partition of C{rollup_dirty} that marks C{source}'s partitions.
@@ -348,6 +401,14 @@ class Statements:
     rollupByIntervalLast: Any
     selectValues: Any
     selectSourceDirty: Any
+    insertPack: Any
+    selectPacks: Any
+    selectPacksMany: Any
+    selectPackRows: Any
+    insertPackDirty: Any
+    selectPackDirty: Any
+    selectSourcePackDirty: Any
+    deletePackDirty: Any
     selectMetrics: Any
     insertMember: Any
     selectMembers: Any
@@ -451,15 +512,19 @@ def fixedSliceMs(session: Any, keyspace: str, wantedMs: int,
 
 
 def rollupSinceMs(session: Any, keyspace: str, resolutionMs: int,
-                  sinceMs: int, timeout: float) -> int:
+                  sinceMs: int, timeout: float, what: str = "rollup") -> int:
     """
     From when a rollup level holds every point: the instant recorded when
     the level was first configured, or, when it is first configured now,
     C{sinceMs}, or 0 if the keyspace holds no point yet (every point is
     then written with its marker, whatever its timestamp, so a history
     imported into a new keyspace is rolled up too).  Blocking.
+
+    With C{what="packs"}, the same for the level's packs
+    (L{meetrd.packs}): a keyspace rolled up before packs existed has
+    rollup rows but no packs before that instant.
     """
-    key = f"rollup_since_{resolutionMs}"
+    key = f"{what}_since_{resolutionMs}"
     read = session.prepare(GET_META.format(ks=keyspace))
     found = list(session.execute(read, (key,), timeout=timeout))
     if found:
@@ -534,6 +599,16 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
                     ROLLUP_NEWEST_FIRST),
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
+        insertPack=written(INSERT_PACK.format(ks=ks)),
+        selectPacks=session.prepare(SELECT_PACKS.format(ks=ks)),
+        selectPacksMany=session.prepare(
+            manySources(SELECT_PACKS).format(ks=ks)),
+        selectPackRows=session.prepare(SELECT_PACK_ROWS.format(ks=ks)),
+        insertPackDirty=written(INSERT_PACK_DIRTY.format(ks=ks)),
+        selectPackDirty=session.prepare(SELECT_PACK_DIRTY.format(ks=ks)),
+        selectSourcePackDirty=session.prepare(
+            SELECT_SOURCE_PACK_DIRTY.format(ks=ks)),
+        deletePackDirty=written(DELETE_PACK_DIRTY.format(ks=ks)),
         selectMetrics=session.prepare(SELECT_METRICS.format(ks=ks)),
         insertMember=written(INSERT_MEMBER.format(ks=ks)),
         selectMembers=session.prepare(SELECT_MEMBERS.format(ks=ks)),

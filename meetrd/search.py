@@ -6,6 +6,7 @@ summaries merge into the answer.
 from __future__ import annotations
 
 import time
+from math import isfinite
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -14,8 +15,17 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from meetrd.aggregate import Partial, mergerFor, percentileOf
+from meetrd.answergrid import (
+    GRID_AGGREGATIONS,
+    GRID_COLUMNS,
+    Columns,
+    Grid,
+    wholeValue,
+)
+from meetrd.packs import PACK_BUCKETS, decodeColumn, packStart, packed
 from meetrd.durations import formatDuration
 from meetrd.readplan import (
+    RollupChoice,
     SearchTooWide,
     SeriesRow,
     answerPoints,
@@ -70,15 +80,24 @@ class Query:
 
 
 def answer(query: Query, series: Sequence[SeriesRow],
-           summaries: Sequence[Summary], resolution: str = "raw"
-           ) -> dict[str, Any]:
+           summaries: Sequence[Summary], resolution: str = "raw",
+           grid: Grid | None = None) -> dict[str, Any]:
     """
-    Merge summaries into the JSON answer of a search.
+    Merge summaries into the JSON answer of a search, and into C{grid}
+    when the search read rollup packs into one.
     """
     groupOf: dict[bytes, str | None] = {}
     if query.groupBy is not None:
         for row in series:
             groupOf[row.seriesId] = dict(row.tags).get(query.groupBy)
+    if grid is not None and grid.used:
+        grouped = query.groupBy is not None
+        for summary in summaries:
+            assert summary.intervalStart is not None
+            grid.addPartial(groupOf.get(summary.seriesId) if grouped
+                            else None, summary.intervalStart,
+                            summary.partial)
+        return _gridAnswer(query, grid, resolution)
     # Each summary is folded into its cell (group, interval start); the
     # groups, the intervals and the total are then folded from the cells,
     # so a summary costs one merge, not four.  A cell's first summary
@@ -156,6 +175,54 @@ def _points(intervals: dict[int, Partial], aggregation: str,
     return points
 
 
+def _gridAnswer(query: Query, grid: Grid, resolution: str
+                ) -> dict[str, Any]:
+    """
+    The JSON answer of a search by interval whose cells are in a grid.
+    """
+    aggregation = query.aggregation
+    whole = grid.total(grid.groups.values())
+    texts = [formatTimestamp(grid.startOf(index))
+             for index in range(grid.size)]
+    result: dict[str, Any] = {
+        "metric_id": query.metric,
+        "from": query.fromText,
+        "to": query.toText,
+        "aggregation": aggregation,
+        "value": wholeValue(aggregation, whole),
+        "resolution": resolution,
+        "interval": grid.intervalMs / 1000,
+        "points": _gridPoints(whole, aggregation, texts),
+    }
+    if query.groupBy is not None:
+        result["group_by"] = query.groupBy
+        result["groups"] = [
+            {"tags": {query.groupBy: group},
+             "value": wholeValue(aggregation, grid.groups[group]),
+             "points": _gridPoints(grid.groups[group], aggregation, texts)}
+            for group in sorted(grid.groups,
+                                key=lambda g: (g is None, g or ""))]
+    return result
+
+
+def _gridPoints(columns: Columns, aggregation: str, texts: list[str]
+                ) -> list[list[Any]]:
+    """
+    The C{[start, value]} pairs of a group's intervals that hold points.
+    """
+    counts = columns.counts
+    if aggregation == "count":
+        return [[texts[i], count] for i, count in enumerate(counts) if count]
+    values = {"sum": columns.totals, "min": columns.minimums,
+              "max": columns.maximums}.get(aggregation)
+    if values is None:
+        totals = columns.totals
+        values = [totals[i] / count if count else 0.0
+                  for i, count in enumerate(counts)]
+    return [[texts[i], value if isfinite(value) else None]
+            for i, (count, value) in enumerate(zip(counts, values)) if count]
+
+
 def groupCount(series: Sequence[SeriesRow], groupBy: str | None) -> int:
     """
     How many groups an answer grouped by C{groupBy} holds.
@@ -169,7 +236,7 @@ async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
                           fromMs: int, toMs: int, intervalMs: int | None,
                           aggregation: str, indexReads: int,
                           maxPartitions: int, nowMs: int,
-                          progress: ReadProgress
+                          progress: ReadProgress, grid: Grid | None = None
                           ) -> tuple[list[Summary], str]:
     """
     The summaries of some series over an inclusive range (per interval
@@ -183,6 +250,13 @@ async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
     (L{chooseLevels}), the rest (what no level holds whole, and those
     partitions) is read raw, and everything merges exactly.  The reads
     (with the C{indexReads} already made) are held to C{maxPartitions}.
+
+    Where a level is packed (L{meetrd.packs}) and the aggregation is one
+    of L{GRID_AGGREGATIONS}, its whole packs are read instead of its rows
+    for every source none of whose packs there waits for a merge and none
+    of whose raw partitions there waits for its rollup: into C{grid} by
+    interval (then C{grid.used} is set), or as one summary a pack row
+    without intervals; with intervals and no grid, rows are read.
     """
     # Percentiles merge sketches and standard deviations squared
     # deviations: both read rows (raw points, rollup rows) rather than
@@ -211,19 +285,100 @@ async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
     pending = await store.pendingPartitions(
         {row.source for row in series}, progress)
     raw = rawAround(series, rawRanges, choices, pending, store.sliceMs)
-    reads = [rollupReads(series, choice) for choice in choices]
+    usePacks = aggregation in GRID_AGGREGATIONS and (
+        intervalMs is None or grid is not None)
+    # Per level: (series, range) whose rows are read, and the packs read.
+    rowReads: list[tuple[RollupChoice, list[SeriesRow]]] = []
+    packReads: list[tuple[int, int, int, list[Any]]] = []
+    for choice in choices:
+        packs = packRange(choice, getattr(store, "packsSince", {}))
+        if not usePacks or packs is None:
+            rowReads.append((choice, list(series)))
+            continue
+        first, last = packs
+        marked = await store.markedPacks({row.source for row in series},
+                                         choice.resolutionMs, progress)
+        spanFrom = packStart(first, choice.resolutionMs)
+        spanTo = packStart(last + 1, choice.resolutionMs) - 1
+        clean, dirty = [], []
+        for row in series:
+            waiting = any(first <= pack <= last
+                          for pack in marked.get(row.source, ())) or any(
+                bucket * row.bucketMs <= spanTo
+                and (bucket + 1) * row.bucketMs > spanFrom
+                for bucket in pending.get(row.source, ()))
+            (dirty if waiting else clean).append(row)
+        if dirty:
+            rowReads.append((choice, dirty))
+        if clean:
+            packReads.append((choice.resolutionMs, first, last, rollupReads(
+                clean, RollupChoice(choice.resolutionMs, spanFrom, spanTo))))
+            for edgeFrom, edgeTo in ((choice.fromMs, spanFrom - 1),
+                                     (spanTo + 1, choice.toMs)):
+                if edgeFrom <= edgeTo:
+                    rowReads.append((RollupChoice(
+                        choice.resolutionMs, edgeFrom, edgeTo), clean))
+    reads = [rollupReads(rows, choice) for choice, rows in rowReads]
     checkPartitions({}, indexReads + sum(map(len, reads)) + sum(
+        len(levelReads) for _, _, _, levelReads in packReads) + sum(
         len(b) for plan, _, _ in raw for b in plan.values()),
         maxPartitions)
     summaries = []
-    for choice, levelReads in zip(choices, reads):
+    for (choice, _), levelReads in zip(rowReads, reads):
         summaries.extend(await store.rollupSummaries(
             choice.resolutionMs, levelReads, choice.fromMs, choice.toMs,
             pending, intervalMs, progress, sketches,
             newestFirst=newestFirst, spread=spread))
+    if packReads:
+        for resolutionMs, first, last, levelReads in packReads:
+            packRows = await store.readPacks(resolutionMs, levelReads,
+                                             first, last, progress)
+            if grid is None:
+                summaries.extend(packSummaries(packRows))
+                continue
+            grid.used = True
+            groupOf = grid.groupOf
+            for identifier, pack, blob in packRows:
+                grid.addBuckets(
+                    None if groupOf is None else groupOf.get(identifier),
+                    packStart(pack, resolutionMs), resolutionMs,
+                    *(decodeColumn(blob, name) for name in GRID_COLUMNS))
     for plan, rawFrom, rawTo in raw:
         summaries.extend(await rawSummaries(plan, rawFrom, rawTo))
     return summaries, formatDuration(choices[0].resolutionMs / 1000)
+
+
+def packRange(choice: RollupChoice, packsSince: dict[int, int]
+              ) -> tuple[int, int] | None:
+    """
+    The first and last packs that a level's part of a range holds whole
+    and that may be read (packs merged since C{packsSince} of the level),
+    or C{None}.
+    """
+    resolution = choice.resolutionMs
+    since = packsSince.get(resolution)
+    if since is None or not packed(resolution):
+        return None
+    span = resolution * PACK_BUCKETS
+    first = max(-(-choice.fromMs // span), -(-since // span))
+    last = (choice.toMs + 1) // span - 1
+    return (first, last) if first <= last else None
+
+
+def packSummaries(rows: Sequence[tuple[bytes, int, bytes]]) -> list[Summary]:
+    """
+    One summary (count, sum, minimum and maximum) of each pack row.
+    """
+    summaries = []
+    for identifier, _, blob in rows:
+        counts, totals, minimums, maximums = (
+            decodeColumn(blob, name) for name in GRID_COLUMNS)
+        total = 0.0
+        for part in totals:
+            total += part
+        summaries.append(Summary(identifier, None, Partial(
+            sum(counts), total, min(minimums), max(maximums))))
+    return summaries
 
 
 def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
@@ -254,11 +409,18 @@ def runSearch(store: Any, query: Query, limits: Limits, clock: Any = None
                                      query.intervalMs,
                                      groupCount(series, query.groupBy)),
                         limits.max_search_points)
+        grid = None
+        if query.intervalMs is not None and \
+                query.aggregation in GRID_AGGREGATIONS:
+            grid = Grid(query.fromMs, query.toMs, query.intervalMs, None if
+                        query.groupBy is None else {
+                            row.seriesId: dict(row.tags).get(query.groupBy)
+                            for row in series})
         summaries, resolution = await summarizeSeries(
             store, series, query.fromMs, query.toMs, query.intervalMs,
             query.aggregation, len(indexPlan.reads), maxPartitions,
-            int(nowSeconds() * 1000), progress)
-        return answer(query, series, summaries, resolution)
+            int(nowSeconds() * 1000), progress, grid)
+        return answer(query, series, summaries, resolution, grid)
 
     d = Deferred.fromCoroutine(search())
     if clock is None:

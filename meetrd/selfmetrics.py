@@ -92,8 +92,13 @@ class _StoreCollector:
             yield _single(CounterMetricFamily, "meetr_rollup_partitions",
                           "Raw partitions rolled up.", rollup.rolled)
             yield _single(CounterMetricFamily, "meetr_rollup_failures",
-                          "Rollups that failed (they are tried again).",
-                          rollup.failures)
+                          "Rollups and pack merges that failed (they are "
+                          "tried again).", rollup.failures)
+            yield _single(GaugeMetricFamily, "meetr_rollup_pack_backlog",
+                          "Rollup packs due for merging and not yet merged.",
+                          rollup.packBacklog)
+            yield _single(CounterMetricFamily, "meetr_rollup_packs_merged",
+                          "Rollup packs merged.", rollup.packsMerged)
 
 
 def _single(family: Any, name: str, text: str, value: float) -> Any:

@@ -57,6 +57,14 @@ from meetrd.readplan import (
     seriesCount,
     sourcesToPrune,
 )
+from meetrd.packs import (
+    encodePack,
+    mergeRows,
+    packOf,
+    packPart,
+    packStart,
+    packed,
+)
 from meetrd.rollup import RollupRow, rollUp
 from meetrd.sketch import decodeSketch
 from meetrd.settings import CassandraSettings, RollupLevel
@@ -79,6 +87,8 @@ WRITE_SLICE = 1_000
 # Cassandra's default threshold for warning of unlogged batches across
 # partitions (unlogged_batch_across_partitions_warn_threshold: 10).
 MAX_LONE_PER_BATCH = 10
+# Pack rows (2.3 kB each) of one rollup partition in one batch at most.
+MAX_PACKS_PER_BATCH = 20
 # Index rows sent together as one unlogged batch, when they share a
 # replica (the rows of one metric and slice are one partition).
 MAX_INDEX_PER_BATCH = 100
@@ -204,6 +214,8 @@ class MetricStore:
         self._settings = settings
         self.rollups = tuple(rollups)
         self.rollupSince: dict[int, int] = {}
+        # From when each packed level's packs are merged (meetrd.packs).
+        self.packsSince: dict[int, int] = {}
         self._startedAt: dict[str, int] = {}
         self._ttl = retentionSeconds
         self._reactor = reactor
@@ -233,6 +245,7 @@ class MetricStore:
         self.readsInFlight = 0
         self.indexRowsRead = 0
         self.rollupRowsWritten = 0
+        self.packRowsRead = 0
         self.errors: dict[str, int] = {}
         self._readyWaiters: list[Deferred[None]] = []
         self._idleWaiters: list[Deferred[None]] = []
@@ -391,6 +404,10 @@ class MetricStore:
                 resolution: schema.rollupSinceMs(session, ks, resolution,
                                                  sinceMs, timeout)
                 for resolution, _ in self._levels()}
+            self.packsSince = {
+                resolution: schema.rollupSinceMs(session, ks, resolution,
+                                                 sinceMs, timeout, "packs")
+                for resolution, _ in self._levels() if packed(resolution)}
             statements = schema.prepare(
                 session, ks, bool(self._ttl),
                 getattr(ConsistencyLevel, settings.consistency.write),
@@ -712,12 +729,21 @@ class MetricStore:
         C{(source, bucket, bucketMs, markedAt)}, C{markedAt} being the
         marker's write time in microseconds.
         """
+        return self._shardMarkers("selectDirty", shard)
+
+    def _shardMarkers(self, statement: str, shard: int
+                      ) -> Deferred[list[tuple[Any, ...]]]:
+        """
+        The rows of one shard of a marker table, read with the named
+        statement, as tuples.
+        """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        return self._read(statements.selectDirty, (shard,)).addCallback(
-            lambda rows: [tuple(row) for row in rows])
+        return self._read(getattr(statements, statement), (shard,)
+                          ).addCallback(lambda rows: [tuple(row)
+                                                      for row in rows])
 
     def rollPartition(self, source: str, bucket: int) -> Deferred[int]:
         """
@@ -799,6 +825,13 @@ class MetricStore:
                                   None)
                         for batch in packRollupBatches(
                             (rows, sizes[key]) for key, rows in byPart.items())]
+            # The packs these rows fall in are merged again (see
+            # meetrd.packs); the raw partitions' markers stay until this
+            # is written, so no search uses those packs meanwhile.
+            requests.extend(self._markPacks(statements, {
+                (row.resolutionMs, source, packOf(row.ts, row.resolutionMs))
+                for source, rollups in rolled.items() for row in rollups
+                if packed(row.resolutionMs)}))
             written = sum(map(len, rolled.values()))
 
             def done(results: list[tuple[bool, Any]]) -> int:
@@ -838,6 +871,20 @@ class MetricStore:
         L{MARKER_SOURCES_PER_READ} sources, ordered by their marker shard
         so that a read spans few shards).
         """
+        return self._markersOfSources("selectSourceDirty", sources, (),
+                                      progress)
+
+    def _markersOfSources(self, statement: str, sources: Iterable[str],
+                          between: tuple[Any, ...],
+                          progress: ReadProgress | None
+                          ) -> Deferred[dict[str, set[int]]]:
+        """
+        The markers of some sources, by source: read with the named
+        statement, bound to the shards, C{between} and the sources, whose
+        rows are C{(source, number)}; one read per
+        L{MARKER_SOURCES_PER_READ} sources, ordered by their marker shard
+        so that a read spans few shards.
+        """
         try:
             statements = self._require()
         except StoreUnavailable as e:
@@ -847,21 +894,21 @@ class MetricStore:
         reads = []
         for start in range(0, len(ordered), MARKER_SOURCES_PER_READ):
             chunk = ordered[start:start + MARKER_SOURCES_PER_READ]
-            reads.append((sorted({shard for shard, _ in chunk}),
+            reads.append((sorted({shard for shard, _ in chunk}), *between,
                           [source for _, source in chunk]))
         if progress is not None:
             progress.begin("reading the rollup markers", len(reads))
-        requests = [self._read(statements.selectSourceDirty, read, progress)
-                    for read in reads]
+        requests = [self._read(getattr(statements, statement), read,
+                               progress) for read in reads]
 
         def collect(results: list[tuple[bool, Any]]) -> dict[str, set[int]]:
-            pending: dict[str, set[int]] = {}
+            found: dict[str, set[int]] = {}
             for ok, rows in results:
                 if not ok:
                     rows.raiseException()
-                for source, bucket in rows:
-                    pending.setdefault(source, set()).add(bucket)
-            return pending
+                for source, number in rows:
+                    found.setdefault(source, set()).add(number)
+            return found
 
         return DeferredList(requests, consumeErrors=True).addCallback(collect)
 
@@ -1118,6 +1165,121 @@ class MetricStore:
             return _failed(e)
         d = self._read(statements.selectMetrics, None, progress)
         return d.addCallback(lambda rows: sorted(row[0] for row in rows))
+
+    # Rollup packs
+
+    def _markPacks(self, statements: schema.Statements,
+                   marks: Iterable[tuple[int, str, int]]
+                   ) -> list[Deferred[Any]]:
+        """
+        Write the markers of some packs C{(resolutionMs, source, pack)},
+        batched by marker shard.
+        """
+        insert = statements.insertPackDirty
+        byShard: dict[Any, list[Any]] = {}
+        for resolution, source, pack in marks:
+            shard = schema.dirtyShard(source)
+            byShard.setdefault(shard, []).append(insert.bind(
+                (shard, resolution, source, pack)))
+        return [self._run(batch, None) for batch in self._smallRowBatches(
+            byShard, insert.consistency_level)]
+
+    def packMarkers(self, shard: int
+                    ) -> Deferred[list[tuple[int, str, int, int]]]:
+        """
+        The packs marked for merging in one shard of the markers:
+        C{(resolutionMs, source, pack, markedAt)}, C{markedAt} being the
+        marker's write time in microseconds.
+        """
+        return self._shardMarkers("selectPackDirty", shard)
+
+    def mergePack(self, resolutionMs: int, source: str, pack: int
+                  ) -> Deferred[int]:
+        """
+        Merge the rollup rows of one source's pack into one pack row per
+        series and write them; fire with the number of pack rows.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        start = packStart(pack, resolutionMs)
+        end = packStart(pack + 1, resolutionMs) - 1
+        part = packPart(pack, resolutionMs)
+        ttl = dict(self._levels()).get(resolutionMs, 0)
+
+        def write(rows: list[Any]) -> Deferred[int]:
+            packs = mergeRows(
+                (row[0], (row[1] - start) // resolutionMs, *row[2:])
+                for row in rows)
+            insert = statements.insertPack
+            bounds = [insert.bind((resolutionMs, source, part, identifier,
+                                   pack, encodePack(cells), ttl))
+                      for identifier, cells in packs.items()]
+            requests = [self._run(_batchOf(bounds[i:i + MAX_PACKS_PER_BATCH],
+                                           insert.consistency_level), None)
+                        for i in range(0, len(bounds), MAX_PACKS_PER_BATCH)]
+            return gatherResults(requests, consumeErrors=True).addCallbacks(
+                lambda _: len(bounds), _firstError)
+
+        return self._read(statements.selectPackRows, (
+            resolutionMs, source, part, start, end)).addCallback(write)
+
+    def clearPackMarkers(self, shard: int,
+                         marks: Sequence[tuple[int, str, int, int]]
+                         ) -> Deferred[Any]:
+        """
+        Remove the pack markers C{(resolutionMs, source, pack, markedAt)}
+        of one shard, each unless written again after its C{markedAt}.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        delete = statements.deletePackDirty
+        return self._run(_batchOf(
+            [delete.bind((markedAt, shard, resolution, source, pack))
+             for resolution, source, pack, markedAt in marks],
+            delete.consistency_level), None)
+
+    def markedPacks(self, sources: Iterable[str], resolutionMs: int,
+                    progress: ReadProgress | None = None
+                    ) -> Deferred[dict[str, set[int]]]:
+        """
+        For each source, its packs of one level marked for merging (one
+        read per L{MARKER_SOURCES_PER_READ} sources).
+        """
+        return self._markersOfSources("selectSourcePackDirty", sources,
+                                      (resolutionMs,), progress)
+
+    def readPacks(self, resolutionMs: int,
+                  reads: Sequence[tuple[str, int, list[bytes]]],
+                  firstPack: int, lastPack: int,
+                  progress: ReadProgress | None = None
+                  ) -> Deferred[list[tuple[bytes, int, bytes]]]:
+        """
+        The pack rows C{(seriesId, pack, blob)} of packs C{firstPack} to
+        C{lastPack} for the C{(source, part, seriesIds)} reads, several
+        sources a request.
+        """
+        try:
+            statements = self._require()
+        except StoreUnavailable as e:
+            return _failed(e)
+        batches = batchSources(reads)
+        requests = [self._readSources(
+            statements.selectPacks, statements.selectPacksMany, batch,
+            (resolutionMs, batch.sources[0] if len(batch.sources) == 1
+             else batch.sources, batch.key, batch.ids, firstPack, lastPack),
+            progress) for batch in batches]
+
+        def collect(results: list[Any]) -> list[tuple[bytes, int, bytes]]:
+            found = [row[1:] for rows in results for row in rows]
+            self.packRowsRead += len(found)
+            return found
+
+        return gatherResults(requests, consumeErrors=True).addCallbacks(
+            collect, _firstError)
 
     def clearDirty(self, shard: int,
                    marks: Sequence[tuple[str, int, int]]) -> Deferred[Any]:

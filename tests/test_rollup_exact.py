@@ -14,7 +14,7 @@ import time
 
 import pytest
 import pytest_twisted
-from hypothesis import HealthCheck, given, settings as hypothesisSettings
+from hypothesis import HealthCheck, example, given, settings as hypothesisSettings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -22,7 +22,7 @@ from twisted.internet.task import Clock
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
 from meetrd.points import Point, freezeTags
-from meetrd.rollupservice import RollupService
+from meetrd.rollupservice import MARKER_SETTLE, RollupService
 from meetrd.search import Query, runSearch
 from meetrd.settings import Shard, settingsFromMapping
 from meetrd.store import MetricStore
@@ -50,7 +50,8 @@ class Stores:
     service on a Clock) and one without.
     """
 
-    def __init__(self, node, keyspace):
+    def __init__(self, node, keyspace,
+                 levels=("1m", "5m", "1h")):
         def settingsWith(rollups):
             return settingsFromMapping({
                 "cassandra": {"contact_points": [node[0]], "port": node[1],
@@ -59,23 +60,33 @@ class Stores:
                               "request_timeout": "30s"},
                 "rollups": rollups, "rollup": {"grace": "0s"}}, "test")
 
-        levels = settingsWith([{"resolution": "1m"}, {"resolution": "5m"},
-                               {"resolution": "1h"}])
+        levels = settingsWith([{"resolution": level} for level in levels])
         self.limits = levels.limits
         self.rolled = MetricStore(levels.cassandra, 0, reactor,
                                   rollups=levels.rollups)
         self.raw = MetricStore(settingsWith([]).cassandra, 0, reactor)
-        clock = Clock()
-        clock.advance(time.time())
+        self.clock = Clock()
+        self.clock.advance(time.time())
         self.service = RollupService(self.rolled, levels.rollup, Shard(),
-                                     clock)
+                                     self.clock)
+
+    async def tick(self):
+        """
+        One look of the rollup service, its clock moved to the wall
+        clock's time past the markers' settling time: every marker written
+        so far is due.
+        """
+        self.clock.advance(max(0.0, time.time() + MARKER_SETTLE + 1
+                               - self.clock.seconds()))
+        await self.service.tick()
 
     async def connect(self):
         await self.rolled.connect()
         await self.raw.connect()
-        # Rollups answer from the time each level was first configured;
-        # these tests write points in the past on purpose.
+        # Rollups (and packs) answer from the time each level was first
+        # configured; these tests write points in the past on purpose.
         self.rolled.rollupSince = {level: 0 for level in self.rolled.rollupSince}
+        self.rolled.packsSince = {level: 0 for level in self.rolled.packsSince}
 
     async def close(self):
         await self.rolled.close()
@@ -118,8 +129,38 @@ def sameAnswer(rolled, raw):
                            for x, y in zip(a["points"], b["points"]))
 
 
+async def compareSearches(stores, metric, start, searched):
+    """
+    Run each C{((a, b), interval, aggregation, groupBy)} search (its range
+    from C{start + min(a, b)} to C{start + max(a, b)}) on both stores and
+    check that the answers are the same; return the resolutions the
+    store with rollups read.
+    """
+    readFrom = []
+    for (a, b), interval, aggregation, groupBy in searched:
+        fromMs, toMs = start + min(a, b), start + max(a, b)
+        query = Query(metric, "a", "b", fromMs, toMs, aggregation,
+                      groupBy=groupBy, intervalMs=interval)
+        rolled = await runSearch(stores.rolled, query, stores.limits)
+        raw = await runSearch(stores.raw, query, stores.limits)
+        assert raw["resolution"] == "raw"
+        rolled["resolution"], resolution = "raw", rolled["resolution"]
+        sameAnswer(rolled, raw)
+        readFrom.append(resolution)
+    return readFrom
+
+
 @hypothesisSettings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
+# Every level read at least once, whatever hypothesis draws: a whole
+# window by the hour level, 5 minute intervals, minute intervals.
+@example(first=[(0, 30 * MINUTE, 1.0), (1, 3 * HOUR + 7, 2.5)],
+         late=[(2, 4 * HOUR, -3.0), (0, 30 * MINUTE, 4.0)],
+         rewriteAfterRollup=True,
+         searched=[((0, WINDOW - 1), None, "sum", None),
+                   ((0, 2 * HOUR + 5 * MINUTE - 1), 5 * MINUTE, "avg",
+                    "node"),
+                   ((0, 11 * MINUTE - 1), MINUTE, "max", None)])
 @given(first=points, late=points, rewriteAfterRollup=st.booleans(),
        searched=st.lists(
            st.tuples(ranges, intervals, st.sampled_from(AGGREGATIONS),
@@ -139,22 +180,11 @@ def rollupsEqualRaw(stores, first, late, rewriteAfterRollup, searched):
 
     async def scenario():
         await write(first)
-        await stores.service.tick()
+        await stores.tick()
         await write(late)
         if rewriteAfterRollup:
-            await stores.service.tick()
-        readFrom = []
-        for (a, b), interval, aggregation, groupBy in searched:
-            fromMs, toMs = START + min(a, b), START + max(a, b)
-            query = Query(metric, "a", "b", fromMs, toMs, aggregation,
-                          groupBy=groupBy, intervalMs=interval)
-            rolled = await runSearch(stores.rolled, query, stores.limits)
-            raw = await runSearch(stores.raw, query, stores.limits)
-            assert raw["resolution"] == "raw"
-            rolled["resolution"], resolution = "raw", rolled["resolution"]
-            sameAnswer(rolled, raw)
-            readFrom.append(resolution)
-        return readFrom
+            await stores.tick()
+        return await compareSearches(stores, metric, START, searched)
 
     stores.resolutions.extend(blockingCallFromThread(
         reactor, lambda: Deferred.fromCoroutine(scenario())))
@@ -179,6 +209,9 @@ async def test_rollupsEqualRaw(node, cql):
         await stores.close()
         cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     assert {"1m", "5m", "1h"} <= set(stores.resolutions), stores.resolutions
+    # Partitions were rolled up: not every answer came from raw points
+    # read for partitions still waiting.
+    assert stores.service.rolled > 0
 
 
 @pytest_twisted.ensureDeferred

@@ -178,6 +178,24 @@ class MarkedStore:
         self.cleared.extend((shard, *mark) for mark in marks)
         return succeed(None)
 
+    packMarks: list = []
+    merged: list = []
+    packsCleared: list = []
+    failingPacks: set = set()
+
+    def packMarkers(self, shard):
+        return succeed([m[1:] for m in self.packMarks if m[0] == shard])
+
+    def mergePack(self, resolution, source, pack):
+        if (source, pack) in self.failingPacks:
+            return fail(StoreUnavailable("timed out"))
+        self.merged.append((resolution, source, pack))
+        return succeed(4)
+
+    def clearPackMarkers(self, shard, marks):
+        self.packsCleared.extend((shard, *mark) for mark in marks)
+        return succeed(None)
+
 
 def service(store, index=0, count=1, grace=60.0):
     clock = Clock()
@@ -500,3 +518,46 @@ def test_sketchBytesMatchTheLibrarysSketch():
         for q in (0.0, 0.01, 0.5, 0.99, 1.0):
             assert found.get_quantile_value(q) == \
                 expected.get_quantile_value(q)
+
+
+def test_packsMergedOnceClosedAndRolled():
+    """
+    A marked pack is merged, and its marker cleared at the write time
+    read, once its buckets have closed past the grace and no raw
+    partition under it waits for its rollup; a pack still open, one over a
+    waiting raw partition, and one whose merge fails keep their markers
+    and are merged on a later look.
+    """
+    from meetrd.packs import PACK_BUCKETS
+
+    span = HOUR * PACK_BUCKETS
+    source, other = "n:a", "n:b"
+    store = MarkedStore([(dirtyShard(other), other, 33, HOUR, 5)])
+    store.packMarks = [
+        (dirtyShard(source), HOUR, source, 0, 10),
+        (dirtyShard(source), HOUR, source, 1, 11),
+        (dirtyShard(other), HOUR, other, 1, 12),
+        (dirtyShard(source), HOUR, source, 2, 13),
+    ]
+    store.merged, store.packsCleared = [], []
+    store.failingPacks = {(source, 0)}
+    store.rollPartition = lambda source, bucket: fail(
+        StoreUnavailable("still waiting"))
+    store.rollPartitions = lambda bucket, sources: fail(
+        StoreUnavailable("still waiting"))
+    rollup, clock = service(store, grace=60.0)
+    rollup.startService()
+    clock.advance(2 * span / 1000 + 60)
+    # Pack 1 of n:a is merged; pack 0 failed, pack 1 of n:b lies over the
+    # waiting bucket 33 of n:b, pack 2 has not closed.
+    assert store.merged == [(HOUR, source, 1)]
+    assert store.packsCleared == [(dirtyShard(source), HOUR, source, 1, 11)]
+    assert rollup.packsMerged == 1 and rollup.failures >= 1
+    store.failingPacks = set()
+    store.markers = []
+    store.packMarks = [m for m in store.packMarks if m[3:] != (1, 11)]
+    clock.advance(span / 1000)
+    assert sorted(store.merged) == sorted([
+        (HOUR, source, 1), (HOUR, source, 0), (HOUR, other, 1),
+        (HOUR, source, 2)])
+    rollup.stopService()
