@@ -18,32 +18,41 @@ from typing import Any, Hashable, Iterable
 from meetrd.aggregate import Partial
 
 GRID_AGGREGATIONS = frozenset({"count", "sum", "avg", "min", "max"})
-# The columns of a pack (meetrd.packs) a grid reads.
-GRID_COLUMNS = ("count", "total", "minimum", "maximum")
 INF = math.inf
+
+
+def valueColumn(aggregation: str) -> str:
+    """
+    The column of a pack (L{meetrd.packs}) an aggregation reads beside
+    the counts.
+    """
+    return {"min": "minimums", "max": "maximums"}.get(aggregation, "totals")
+
+
+# Per value column: how two cells' values fold, and an empty cell's value.
+_FOLDS = {"totals": (add, 0.0), "minimums": (min, INF),
+          "maximums": (max, -INF)}
 
 
 class Columns:
     """
-    The cells of one group, by interval index.
+    The cells of one group, by interval index: the counts, and the one
+    column of values the aggregation reads (sums, minimums or maximums).
     """
 
-    __slots__ = ("counts", "totals", "minimums", "maximums")
+    __slots__ = ("counts", "values", "fold")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, column: str) -> None:
+        self.fold, empty = _FOLDS[column]
         self.counts = [0] * size
-        self.totals = [0.0] * size
-        self.minimums = [INF] * size
-        self.maximums = [-INF] * size
+        self.values = [empty] * size
 
     def merge(self, other: "Columns") -> None:
         """
         Fold another group's cells into these, interval by interval.
         """
         self.counts = list(map(add, self.counts, other.counts))
-        self.totals = list(map(add, self.totals, other.totals))
-        self.minimums = list(map(min, self.minimums, other.minimums))
-        self.maximums = list(map(max, self.maximums, other.maximums))
+        self.values = list(map(self.fold, self.values, other.values))
 
 
 class Grid:
@@ -51,6 +60,7 @@ class Grid:
     The cells of an answer by interval, for each group.
 
     @ivar origin: the start of the first interval.
+    @ivar column: the value column the aggregation reads (L{valueColumn}).
     @ivar groupOf: the group of each series, or C{None} for an answer
         without groups (then every cell is of the group C{None}).
     @ivar used: whether cells were added from packs; an answer whose
@@ -58,10 +68,12 @@ class Grid:
     """
 
     def __init__(self, fromMs: int, toMs: int, intervalMs: int,
-                 groupOf: dict[bytes, Any] | None = None) -> None:
+                 aggregation: str, groupOf: dict[bytes, Any] | None = None
+                 ) -> None:
         self.origin = fromMs - fromMs % intervalMs
         self.intervalMs = intervalMs
         self.size = (toMs - self.origin) // intervalMs + 1
+        self.column = valueColumn(aggregation)
         self.groupOf = groupOf
         self.groups: dict[Hashable, Columns] = {}
         self.used = False
@@ -72,16 +84,15 @@ class Grid:
         """
         found = self.groups.get(group)
         if found is None:
-            found = self.groups[group] = Columns(self.size)
+            found = self.groups[group] = Columns(self.size, self.column)
         return found
 
     def addBuckets(self, group: Hashable, startMs: int, resolutionMs: int,
-                   counts: Any, totals: Any, minimums: Any, maximums: Any
-                   ) -> None:
+                   counts: Any, values: Any) -> None:
         """
         Add consecutive level buckets from C{startMs} (empty ones have a
-        count of 0, a minimum of +inf and a maximum of -inf) to a group.
-        Buckets outside the grid are the caller's error.
+        count of 0 and the empty value of the column) to a group.  Buckets
+        outside the grid are the caller's error.
         """
         cells = self.columns(group)
         intervalMs = self.intervalMs
@@ -90,23 +101,17 @@ class Grid:
             end = first + len(counts)
             cells.counts[first:end] = map(add, cells.counts[first:end],
                                           counts)
-            cells.totals[first:end] = map(add, cells.totals[first:end],
-                                          totals)
-            cells.minimums[first:end] = map(
-                min, cells.minimums[first:end], minimums)
-            cells.maximums[first:end] = map(
-                max, cells.maximums[first:end], maximums)
+            cells.values[first:end] = map(cells.fold,
+                                          cells.values[first:end], values)
             return
+        fold = cells.fold
         for offset, count in enumerate(counts):
             if count:
                 index = (startMs + offset * resolutionMs - self.origin) \
                     // intervalMs
                 cells.counts[index] += count
-                cells.totals[index] += totals[offset]
-                if minimums[offset] < cells.minimums[index]:
-                    cells.minimums[index] = minimums[offset]
-                if maximums[offset] > cells.maximums[index]:
-                    cells.maximums[index] = maximums[offset]
+                cells.values[index] = fold(cells.values[index],
+                                           values[offset])
 
     def addPartial(self, group: Hashable, intervalStart: int,
                    partial: Partial) -> None:
@@ -119,19 +124,16 @@ class Grid:
         cells = self.columns(group)
         index = (intervalStart - self.origin) // self.intervalMs
         cells.counts[index] += partial.count
-        cells.totals[index] += partial.total
-        if partial.minimum is not None and \
-                partial.minimum < cells.minimums[index]:
-            cells.minimums[index] = partial.minimum
-        if partial.maximum is not None and \
-                partial.maximum > cells.maximums[index]:
-            cells.maximums[index] = partial.maximum
+        value = {"totals": partial.total, "minimums": partial.minimum,
+                 "maximums": partial.maximum}[self.column]
+        if value is not None:
+            cells.values[index] = cells.fold(cells.values[index], value)
 
     def total(self, groups: Iterable[Columns]) -> Columns:
         """
         The cells of several groups merged, interval by interval.
         """
-        merged = Columns(self.size)
+        merged = Columns(self.size, self.column)
         for columns in groups:
             merged.merge(columns)
         return merged
@@ -143,33 +145,20 @@ class Grid:
         return self.origin + index * self.intervalMs
 
 
-def cellValue(aggregation: str, count: int, total: float, minimum: float,
-              maximum: float) -> float | int | None:
+def wholeValue(aggregation: str, columns: Columns) -> float | int | None:
     """
-    What L{Partial.value} gives for a cell of these fields.
+    The value of C{aggregation} over every interval of a group, as
+    L{Partial.value} gives it.
     """
+    count = sum(columns.counts)
     if aggregation == "count":
         return count
     if count == 0:
         return None
-    if aggregation == "sum":
-        result = total
-    elif aggregation == "avg":
-        result = total / count
-    elif aggregation == "min":
-        result = minimum
-    else:
-        result = maximum
+    result = columns.values[0]
+    fold = columns.fold
+    for value in columns.values[1:]:
+        result = fold(result, value)
+    if aggregation == "avg":
+        result /= count
     return result if math.isfinite(result) else None
-
-
-def wholeValue(aggregation: str, columns: Columns) -> float | int | None:
-    """
-    The value of C{aggregation} over every interval of a group.
-    """
-    count = sum(columns.counts)
-    total = 0.0
-    for part in columns.totals:
-        total += part
-    return cellValue(aggregation, count, total, min(columns.minimums),
-                     max(columns.maximums))

@@ -17,10 +17,12 @@ its rollup rows, and a search reads the rows, not the pack, where a pack
 is marked or a raw partition under it still waits for its rollup; the
 rollup service then merges the pack again.
 
-The blob holds, for each of the pack's buckets in time order, the count,
-sum, minimum, maximum, first and last points and sum of squared
-deviations of the series, column after column (little-endian, 64-bit); a
-bucket without points has a count of 0.
+A pack row holds, for each of the pack's buckets in time order, the
+count, sum, minimum, maximum, first and last points and sum of squared
+deviations of the series, as columns of 64-bit little-endian values: one
+blob each for the counts, sums, minimums and maximums (a search reads the
+counts and the one it needs), and one for the rest.  A bucket without
+points has a count of 0.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from meetrd.aggregate import Partial
 from meetrd.rollup import PART_BUCKETS
@@ -48,14 +50,23 @@ def packed(resolutionMs: int) -> bool:
     """
     return resolutionMs >= PACKED_FROM_MS
 
-# The columns of a pack's blob: (name, array type code).
-COLUMNS = (("count", "q"), ("total", "d"), ("minimum", "d"),
-           ("maximum", "d"), ("firstTs", "q"), ("firstValue", "d"),
-           ("lastTs", "q"), ("lastValue", "d"), ("m2", "d"))
+# The columns of a pack: each a blob of PACK_BUCKETS values (name, array
+# type code).  The last five share one blob, C{edges}: no search reads
+# them yet, and a search by count, sum, average, minimum or maximum reads
+# the counts and one other column only.
+VALUE_COLUMNS = (("counts", "q"), ("totals", "d"), ("minimums", "d"),
+                 ("maximums", "d"))
+EDGE_COLUMNS = (("firstTs", "q"), ("firstValue", "d"), ("lastTs", "q"),
+                ("lastValue", "d"), ("m2", "d"))
 COLUMN_BYTES = 8 * PACK_BUCKETS
-_OFFSETS = {name: i * COLUMN_BYTES for i, (name, _) in enumerate(COLUMNS)}
-_CODES = dict(COLUMNS)
 _LITTLE = struct.pack("=h", 1) == struct.pack("<h", 1)
+# Partial's field of each column.
+_FIELDS = {"counts": "count", "totals": "total", "minimums": "minimum",
+           "maximums": "maximum", "firstTs": "firstTs",
+           "firstValue": "firstValue", "lastTs": "lastTs",
+           "lastValue": "lastValue", "m2": "m2"}
+# An empty bucket's value: it takes no part in a minimum or a maximum.
+_EMPTY = {"minimums": math.inf, "maximums": -math.inf}
 
 
 def packOf(tsMs: int, resolutionMs: int) -> int:
@@ -80,49 +91,57 @@ def packPart(pack: int, resolutionMs: int) -> int:
     return pack * PACK_BUCKETS // PART_BUCKETS
 
 
-def encodePack(cells: dict[int, Partial]) -> bytes:
+def encodePack(cells: dict[int, Partial]) -> tuple[bytes, ...]:
     """
-    The blob of a pack whose buckets (by their index in the pack, 0 to
-    L{PACK_BUCKETS} - 1) summarize as C{cells}.
+    The blobs of a pack whose buckets (by their index in the pack, 0 to
+    L{PACK_BUCKETS} - 1) summarize as C{cells}: one a value column, then
+    the edge columns in one.
     """
-    columns = {name: array(code, [0] * PACK_BUCKETS) if code == "q"
-               else array(code, [0.0] * PACK_BUCKETS)
-               for name, code in COLUMNS}
-    # An empty bucket takes no part in a minimum or a maximum.
-    columns["minimum"] = array("d", [math.inf] * PACK_BUCKETS)
-    columns["maximum"] = array("d", [-math.inf] * PACK_BUCKETS)
-    for index, cell in cells.items():
-        for name, _ in COLUMNS:
-            value = getattr(cell, name)
+    def encoded(name: str, code: str) -> bytes:
+        empty = _EMPTY.get(name, 0 if code == "q" else 0.0)
+        column = array(code, [empty] * PACK_BUCKETS)
+        field = _FIELDS[name]
+        for index, cell in cells.items():
+            value = getattr(cell, field)
             if value is None:
-                value = math.nan if _CODES[name] == "d" else 0
-            columns[name][index] = value
-    out = b"".join(_little(columns[name]).tobytes() for name, _ in COLUMNS)
-    return out
+                value = math.nan if code == "d" else 0
+            column[index] = value
+        return _little(column).tobytes()
+
+    return (*(encoded(name, code) for name, code in VALUE_COLUMNS),
+            b"".join(encoded(name, code) for name, code in EDGE_COLUMNS))
 
 
-def decodeColumn(blob: bytes, name: str) -> array:
+def column(blob: bytes, code: str, offset: int = 0) -> Any:
     """
-    One column of a pack's blob, L{PACK_BUCKETS} values.
+    One column of L{PACK_BUCKETS} values from a blob (at C{offset}
+    columns in): a view of the bytes where the machine is little-endian,
+    as the blobs are, else an array.
     """
-    start = _OFFSETS[name]
-    column = array(_CODES[name])
-    column.frombytes(blob[start:start + COLUMN_BYTES])
-    return _little(column)
+    start = offset * COLUMN_BYTES
+    if _LITTLE:
+        return memoryview(blob)[start:start + COLUMN_BYTES].cast(code)
+    values = array(code)
+    values.frombytes(blob[start:start + COLUMN_BYTES])
+    return _little(values)
 
 
-def decodePack(blob: bytes) -> dict[int, Partial]:
+def decodePack(blobs: Sequence[bytes]) -> dict[int, Partial]:
     """
-    The buckets of a pack that hold points, by their index in the pack.
+    The buckets of a pack that hold points, by their index in the pack,
+    from the blobs L{encodePack} gave.
     """
-    columns = {name: decodeColumn(blob, name) for name, _ in COLUMNS}
+    columns = {name: column(blob, code)
+               for (name, code), blob in zip(VALUE_COLUMNS, blobs)}
+    columns.update((name, column(blobs[-1], code, offset))
+                   for offset, (name, code) in enumerate(EDGE_COLUMNS))
     cells = {}
-    for index, count in enumerate(columns["count"]):
+    for index, count in enumerate(columns["counts"]):
         if count:
             m2 = columns["m2"][index]
             cells[index] = Partial(
-                count, columns["total"][index], columns["minimum"][index],
-                columns["maximum"][index], columns["firstTs"][index],
+                count, columns["totals"][index], columns["minimums"][index],
+                columns["maximums"][index], columns["firstTs"][index],
                 columns["firstValue"][index], columns["lastTs"][index],
                 columns["lastValue"][index], None,
                 None if math.isnan(m2) else m2)

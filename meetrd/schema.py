@@ -99,7 +99,11 @@ TABLES = (
         part bigint,
         series_id blob,
         pack bigint,
-        data blob,
+        counts blob,
+        totals blob,
+        minimums blob,
+        maximums blob,
+        edges blob,
         PRIMARY KEY ((resolution, source, part), series_id, pack)
     ) WITH comment = 'meetrd: rollup rows merged per series and pack'""",
     """CREATE TABLE IF NOT EXISTS {ks}.pack_dirty (
@@ -300,13 +304,16 @@ NEWEST_FIRST = " ORDER BY series_id DESC, ts DESC"
 # shards of the raw partitions' markers.
 INSERT_PACK = (
     "INSERT INTO {ks}.rollup_packs (resolution, source, part, series_id, "
-    "pack, data) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"
+    "pack, counts, totals, minimums, maximums, edges) VALUES (?, ?, ?, ?, "
+    "?, ?, ?, ?, ?, ?) USING TTL ?"
 )
+# The counts and one value column ({column}: totals, minimums, maximums).
 SELECT_PACKS = (
-    "SELECT series_id, pack, data FROM {ks}.rollup_packs WHERE "
+    "SELECT series_id, pack, counts, {column} FROM {ks}.rollup_packs WHERE "
     "resolution = ? AND source = ? AND part = ? AND series_id IN ? AND "
     "pack >= ? AND pack <= ?"
 )
+PACK_VALUE_COLUMNS = ("totals", "minimums", "maximums")
 # The rollup rows of one source and pack, to merge into packs.
 SELECT_PACK_ROWS = (
     "SELECT series_id, toUnixTimestamp(ts), count, sum, min, max, "
@@ -402,8 +409,8 @@ class Statements:
     selectValues: Any
     selectSourceDirty: Any
     insertPack: Any
-    selectPacks: Any
-    selectPacksMany: Any
+    selectPacks: dict[str, Any]
+    selectPacksMany: dict[str, Any]
     selectPackRows: Any
     insertPackDirty: Any
     selectPackDirty: Any
@@ -600,9 +607,11 @@ def prepare(session: Any, keyspace: str, withTTL: bool, writeLevel: Any,
         selectValues=session.prepare(SELECT_VALUES.format(ks=ks)),
         selectSourceDirty=session.prepare(SELECT_SOURCE_DIRTY.format(ks=ks)),
         insertPack=written(INSERT_PACK.format(ks=ks)),
-        selectPacks=session.prepare(SELECT_PACKS.format(ks=ks)),
-        selectPacksMany=session.prepare(
-            manySources(SELECT_PACKS).format(ks=ks)),
+        selectPacks={column: session.prepare(SELECT_PACKS.format(
+            ks=ks, column=column)) for column in PACK_VALUE_COLUMNS},
+        selectPacksMany={column: session.prepare(manySources(
+            SELECT_PACKS).format(ks=ks, column=column))
+            for column in PACK_VALUE_COLUMNS},
         selectPackRows=session.prepare(SELECT_PACK_ROWS.format(ks=ks)),
         insertPackDirty=written(INSERT_PACK_DIRTY.format(ks=ks)),
         selectPackDirty=session.prepare(SELECT_PACK_DIRTY.format(ks=ks)),

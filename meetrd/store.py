@@ -1214,7 +1214,7 @@ class MetricStore:
                 for row in rows)
             insert = statements.insertPack
             bounds = [insert.bind((resolutionMs, source, part, identifier,
-                                   pack, encodePack(cells), ttl))
+                                   pack, *encodePack(cells), ttl))
                       for identifier, cells in packs.items()]
             requests = [self._run(_batchOf(bounds[i:i + MAX_PACKS_PER_BATCH],
                                            insert.consistency_level), None)
@@ -1254,13 +1254,14 @@ class MetricStore:
 
     def readPacks(self, resolutionMs: int,
                   reads: Sequence[tuple[str, int, list[bytes]]],
-                  firstPack: int, lastPack: int,
+                  firstPack: int, lastPack: int, column: str,
                   progress: ReadProgress | None = None
-                  ) -> Deferred[list[tuple[bytes, int, bytes]]]:
+                  ) -> Deferred[list[tuple[bytes, int, bytes, bytes]]]:
         """
-        The pack rows C{(seriesId, pack, blob)} of packs C{firstPack} to
-        C{lastPack} for the C{(source, part, seriesIds)} reads, several
-        sources a request.
+        The pack rows C{(seriesId, pack, counts, values)} of packs
+        C{firstPack} to C{lastPack} for the C{(source, part, seriesIds)}
+        reads, several sources a request; C{values} is the blob of
+        C{column} (C{totals}, C{minimums} or C{maximums}).
         """
         try:
             statements = self._require()
@@ -1268,12 +1269,14 @@ class MetricStore:
             return _failed(e)
         batches = batchSources(reads)
         requests = [self._readSources(
-            statements.selectPacks, statements.selectPacksMany, batch,
+            statements.selectPacks[column], statements.selectPacksMany[column],
+            batch,
             (resolutionMs, batch.sources[0] if len(batch.sources) == 1
              else batch.sources, batch.key, batch.ids, firstPack, lastPack),
             progress) for batch in batches]
 
-        def collect(results: list[Any]) -> list[tuple[bytes, int, bytes]]:
+        def collect(results: list[Any]
+                    ) -> list[tuple[bytes, int, bytes, bytes]]:
             found = [row[1:] for rows in results for row in rows]
             self.packRowsRead += len(found)
             return found
@@ -1364,6 +1367,16 @@ class MetricStore:
             progress.begin(f"reading the series index of {metric!r}",
                            len(reads))
 
+        # A series has the same tags in every slice: they are made into
+        # sorted pairs once (a month of a thousand series is 30,000 rows).
+        tagsOf: dict[bytes, Any] = {}
+
+        def tagsFor(identifier: bytes, found: Any) -> Any:
+            tags = tagsOf.get(identifier)
+            if tags is None:
+                tags = tagsOf[identifier] = _tags(found)
+            return tags
+
         def collect(results: list[tuple[bool, Any]]) -> list[SeriesRow]:
             rows = []
             for number, (ok, found) in zip(slices, results):
@@ -1375,7 +1388,7 @@ class MetricStore:
                     if perSlice and max(perSlice.values()) >= plan.limit:
                         checkSeries(plan.limit, maxSeries)
                     rows.extend((row[0], row[1], row[2], row[3],
-                                 _tags(row[4])) for row in found)
+                                 tagsFor(row[1], row[4])) for row in found)
                     continue
                 if len(found) >= plan.limit:
                     checkSeries(plan.limit, maxSeries)
@@ -1384,7 +1397,7 @@ class MetricStore:
                                 for row in found)
                 else:
                     rows.extend((number, row[0], row[1], row[2],
-                                 _tags(row[3])) for row in found)
+                                 tagsFor(row[0], row[3])) for row in found)
             series = mergeIndexRows(metric, rows, plan.residual)
             checkSeries(seriesCount(series), maxSeries)
             return series
