@@ -380,7 +380,7 @@ class Rollups:
         self.node = nodeAddress()
         self.cassandra = cassandraPid(self.node[1])
         tag = uuid.uuid4().hex[:8]
-        self.keyspace = f"meetr_bench_rollups_{tag}"
+        self.keyspace = args.keyspace or f"meetr_bench_rollups_{tag}"
         self.ingestOn = f"meetr_bench_ingest_on_{tag}"
         self.ingestOff = f"meetr_bench_ingest_off_{tag}"
         self.workdir = Path(tempfile.mkdtemp(prefix="meetrd-rollups-"))
@@ -414,7 +414,13 @@ class Rollups:
                             name="store worker")
             self.started.append(loader)
             daemon = self.daemon("rollups", self.keyspace, True)
-            results["load"] = self.load(loader, daemon)
+            self.ranges()
+            if self.args.keyspace:
+                # Loaded by an earlier run kept with --keep (the same day:
+                # the ranges end at last midnight).
+                results["load"] = {"kept": self.args.keyspace}
+            else:
+                results["load"] = self.load(loader, daemon)
             loader.close()
             if not self.args.no_year:
                 results["year"] = self.year(daemon)
@@ -451,13 +457,18 @@ class Rollups:
 
     # Loading and rolling up
 
-    def load(self, loader: Worker, daemon: Any) -> dict[str, Any]:
-        args = self.args
+    def ranges(self) -> None:
+        """
+        The year's and the fleet's ranges, ending at last midnight UTC.
+        """
         self.yearFrom = dayStart(366)
         self.yearPoints = 365 * 86400 // YEAR_STEP_S
         self.yearTo = self.yearFrom + 365 * 86400 - 1
-        self.fleetFrom = dayStart(args.days + 1)
-        self.fleetTo = self.fleetFrom + args.days * 86400 - 1
+        self.fleetFrom = dayStart(self.args.days + 1)
+        self.fleetTo = self.fleetFrom + self.args.days * 86400 - 1
+
+    def load(self, loader: Worker, daemon: Any) -> dict[str, Any]:
+        args = self.args
         out: dict[str, Any] = {}
         watch = CpuWatch({"cassandra": self.cassandra, "loader": loader.pid,
                           "daemon": daemon.process.pid})
@@ -660,7 +671,13 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--keep", action="store_true",
                         help="keep the keyspaces and the daemons' folders")
-    return parser.parse_args(argv)
+    parser.add_argument("--keyspace", metavar="NAME",
+                        help="search a keyspace a run with --keep loaded "
+                        "the same day, without loading (implies --keep)")
+    args = parser.parse_args(argv)
+    if args.keyspace:
+        args.keep = True
+    return args
 
 
 def report(results: dict[str, Any]) -> str:

@@ -155,10 +155,9 @@ def wholeValue(aggregation: str, columns: Columns) -> float | int | None:
         return count
     if count == 0:
         return None
-    result = columns.values[0]
-    fold = columns.fold
-    for value in columns.values[1:]:
-        result = fold(result, value)
+    # The builtins fold at C speed; sum adds in order, as a cell's
+    # merges do.
+    result = {add: sum, min: min, max: max}[columns.fold](columns.values)
     if aggregation == "avg":
         result /= count
     return result if math.isfinite(result) else None

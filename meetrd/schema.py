@@ -92,7 +92,8 @@ TABLES = (
         bucket bigint,
         bucket_ms bigint,
         PRIMARY KEY ((shard), source, bucket)
-    ) WITH comment = 'meetrd: raw partitions to roll up'""",
+    ) WITH comment = 'meetrd: raw partitions to roll up'
+      AND gc_grace_seconds = {markerGrace}""",
     """CREATE TABLE IF NOT EXISTS {ks}.rollup_packs (
         resolution bigint,
         source text,
@@ -113,7 +114,8 @@ TABLES = (
         pack bigint,
         marked boolean,
         PRIMARY KEY ((shard), resolution, source, pack)
-    ) WITH comment = 'meetrd: rollup packs to merge again'""",
+    ) WITH comment = 'meetrd: rollup packs to merge again'
+      AND gc_grace_seconds = {markerGrace}""",
     """CREATE TABLE IF NOT EXISTS {ks}.members (
         grp text,
         instance text,
@@ -439,8 +441,9 @@ def createTables(session: Any, settings: CassandraSettings,
     run = schemaRunner(session, timeout)
     run(keyspaceDDL(settings))
     for ddl in TABLES:
-        run(ddl.format(ks=settings.keyspace))
+        run(ddl.format(ks=settings.keyspace, markerGrace=MARKER_GC_GRACE))
     addMissingColumns(session, settings.keyspace, timeout, run)
+    shortenMarkerGrace(session, settings.keyspace, run)
 
 
 def schemaRunner(session: Any, timeout: float) -> Any:
@@ -467,6 +470,31 @@ def schemaRunner(session: Any, timeout: float) -> Any:
 # before lack them (see docs/storage.md, "Rollups").
 ADDED_COLUMNS = (("rollups", "m2", "double"),
                  ("members", "hunting", "boolean"))
+
+
+# Marker tables churn: every rollup deletes the marker it read, and a
+# search reads the markers of every source over its whole range, through
+# their tombstones (a month of a thousand hourly nodes leaves 720,000,
+# which took two thirds of a second of such a search).  A deleted marker
+# that comes back only costs a rollup done again, so their tombstones may
+# be purged early: after 3 hours, Cassandra's default hint window, so
+# that a marker written while a replica was down still reaches it.
+MARKER_TABLES = ("rollup_dirty", "pack_dirty")
+MARKER_GC_GRACE = 3 * 3600
+
+
+def shortenMarkerGrace(session: Any, keyspace: str, run: Any) -> None:
+    """
+    Give the marker tables of a keyspace made before their short
+    C{gc_grace_seconds} (blocking).
+    """
+    tables = session.cluster.metadata.keyspaces[keyspace].tables
+    for table in MARKER_TABLES:
+        found = tables.get(table)
+        if found is not None and found.options.get(
+                "gc_grace_seconds") != MARKER_GC_GRACE:
+            run(f"ALTER TABLE {keyspace}.{table} WITH gc_grace_seconds = "
+                f"{MARKER_GC_GRACE}")
 
 
 def addMissingColumns(session: Any, keyspace: str, timeout: float,

@@ -208,7 +208,7 @@ def _gridAnswer(query: Query, grid: Grid, resolution: str
 
 
 def _gridPoints(columns: Columns, aggregation: str, texts: list[str]
-                ) -> list[list[Any]]:
+                ) -> list[tuple[str, Any]]:
     """
     The C{[start, value]} pairs of a group's intervals that hold points.
     """
@@ -228,7 +228,9 @@ def _gridPoints(columns: Columns, aggregation: str, texts: list[str]
             values = list(map(truediv, values, held))
         if not all(map(isfinite, values)):
             values = [value if isfinite(value) else None for value in values]
-    return list(map(list, zip(starts, values)))
+    # Pairs as tuples: JSON writes them as arrays, and a tuple costs less
+    # to make than a list.
+    return list(zip(starts, values))
 
 
 def groupCount(series: Sequence[SeriesRow], groupBy: str | None) -> int:
