@@ -31,6 +31,11 @@ from meetrd.writeplan import IndexRow
 CacheKey = tuple[bytes, int, str]
 PartitionKey = tuple[str, int]
 
+# Rows the queue holds at most (about 100 MB): past that, a write waits
+# for its index rows as an API write does, so a flood of new series (a
+# label that changes at every scrape) slows the hunt down rather than
+# growing the queue without end.
+QUEUED_AT_MOST = 200_000
 # The first wait after a failed batch, doubled up to the second.
 FIRST_RETRY = 1.0
 LAST_RETRY = 30.0
@@ -43,6 +48,7 @@ class IndexQueue:
     @ivar queued: rows waiting or in flight.
     @ivar written: rows written so far.
     @ivar failures: batches that failed (and were queued again).
+    @ivar limit: rows queued at most (see L{hasRoom}).
     """
 
     log = Logger()
@@ -70,6 +76,13 @@ class IndexQueue:
         self.queued = 0
         self.written = 0
         self.failures = 0
+        self.limit = QUEUED_AT_MOST
+
+    def hasRoom(self, rows: int) -> bool:
+        """
+        Whether C{rows} more rows may be queued.
+        """
+        return self.queued + rows <= self.limit
 
     def add(self, rows: Iterable[tuple[CacheKey, IndexRow]]) -> None:
         """

@@ -601,14 +601,9 @@ class MetricStore:
         Write the rollup markers of C{(source, bucket, bucketMs)}
         partitions, batched by marker shard.
         """
-        insertDirty = statements.insertDirty
-        byShard: dict[Any, list[Any]] = {}
-        for source, bucket, width in partitions:
-            shard = schema.dirtyShard(source)
-            byShard.setdefault(shard, []).append(insertDirty.bind(
-                (shard, source, bucket, width)))
-        marks = [self._run(batch, None) for batch in self._smallRowBatches(
-            byShard, insertDirty.consistency_level)]
+        marks = self._writeMarkers(statements.insertDirty, (
+            (source, (source, bucket, width))
+            for source, bucket, width in partitions))
 
         def marked(results: list[tuple[bool, Any]]) -> None:
             for ok, result in results:
@@ -623,12 +618,15 @@ class MetricStore:
         """
         Send the index rows and points of a planned write; with
         C{indexBehind} the index rows go to L{indexQueue} instead (and
-        count as written for the cache, the queue owning them).
+        count as written for the cache, the queue owning them), while it
+        has room for them.
         """
         indexTTL = cache.ttl
         writeLevel = statements.insertPoint.consistency_level
         requests = []
         byReplica: dict[Any, list[Any]] = {}
+        indexBehind = indexBehind and self.indexQueue.hasRoom(
+            len(plan.indexRows))
         if indexBehind and plan.indexRows:
             self.indexQueue.add(plan.indexRows)
         for _, row in ([] if indexBehind else plan.indexRows):
@@ -1175,12 +1173,22 @@ class MetricStore:
         Write the markers of some packs C{(resolutionMs, source, pack)},
         batched by marker shard.
         """
-        insert = statements.insertPackDirty
+        return self._writeMarkers(statements.insertPackDirty, (
+            (source, (resolution, source, pack))
+            for resolution, source, pack in marks))
+
+    def _writeMarkers(self, insert: Any,
+                      marks: Iterable[tuple[str, tuple[Any, ...]]]
+                      ) -> list[Deferred[Any]]:
+        """
+        Write marker rows with C{insert}, whose first value is the marker
+        shard of the source each C{(source, values)} names and the others
+        C{values}; batched by shard.
+        """
         byShard: dict[Any, list[Any]] = {}
-        for resolution, source, pack in marks:
+        for source, values in marks:
             shard = schema.dirtyShard(source)
-            byShard.setdefault(shard, []).append(insert.bind(
-                (shard, resolution, source, pack)))
+            byShard.setdefault(shard, []).append(insert.bind((shard, *values)))
         return [self._run(batch, None) for batch in self._smallRowBatches(
             byShard, insert.consistency_level)]
 
@@ -1208,22 +1216,32 @@ class MetricStore:
         part = packPart(pack, resolutionMs)
         ttl = dict(self._levels()).get(resolutionMs, 0)
 
-        def write(rows: list[Any]) -> Deferred[int]:
+        def compute(rows: list[Any]) -> list[tuple[bytes, tuple[bytes, ...]]]:
             packs = mergeRows(
                 (row[0], (row[1] - start) // resolutionMs, *row[2:])
                 for row in rows)
+            return [(identifier, encodePack(cells))
+                    for identifier, cells in packs.items()]
+
+        def write(encoded: list[tuple[bytes, tuple[bytes, ...]]]
+                  ) -> Deferred[int]:
             insert = statements.insertPack
             bounds = [insert.bind((resolutionMs, source, part, identifier,
-                                   pack, *encodePack(cells), ttl))
-                      for identifier, cells in packs.items()]
+                                   pack, *blobs, ttl))
+                      for identifier, blobs in encoded]
             requests = [self._run(_batchOf(bounds[i:i + MAX_PACKS_PER_BATCH],
                                            insert.consistency_level), None)
                         for i in range(0, len(bounds), MAX_PACKS_PER_BATCH)]
             return gatherResults(requests, consumeErrors=True).addCallbacks(
                 lambda _: len(bounds), _firstError)
 
+        # A node of thousands of series has hundreds of thousands of rows
+        # in a pack: they are merged in a thread, not on the reactor.
         return self._read(statements.selectPackRows, (
-            resolutionMs, source, part, start, end)).addCallback(write)
+            resolutionMs, source, part, start, end)).addCallback(
+            lambda rows: deferToThreadPool(
+                self._reactor, self._reactor.getThreadPool(), compute, rows)
+        ).addCallback(write)
 
     def clearPackMarkers(self, shard: int,
                          marks: Sequence[tuple[int, str, int, int]]

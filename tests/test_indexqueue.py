@@ -128,3 +128,15 @@ def test_stopEndsTheRetries():
     clock.advance(60)
     assert len(send.batches) == 1
     assert queue.queued == 12
+
+
+def test_roomIsBounded():
+    """
+    The queue has room while what it holds and what is added stay within
+    its limit.
+    """
+    queue = IndexQueue(Sender(), Clock(), inFlight=1, rowsPerWrite=10)
+    queue.limit = 25
+    assert queue.hasRoom(25)
+    queue.add(rows("cpu", 20))
+    assert queue.hasRoom(5) and not queue.hasRoom(6)

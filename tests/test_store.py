@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from meetrd.indexqueue import QUEUED_AT_MOST
 from meetrd.points import Point, freezeTags
 from meetrd.search import Query, runSearch
 from meetrd.settings import settingsFromMapping
@@ -353,3 +354,27 @@ async def test_indexBehindPointsIsWrittenWhole(store, cql, keyspace):
     assert queue.written - before == 4000
     assert (await search(store, "behind.api", BASE, BASE + 10_000,
                          "sum"))["value"] == 3.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_fullIndexQueueMakesTheWriteWait(store, cql, keyspace):
+    """
+    While the index queue has no room, a write with C{indexBehind} writes
+    its index rows itself, as an API write does: they are in Cassandra
+    when the write fires, and the queue did not grow.
+    """
+    queue = store.indexQueue
+    queue.limit = queue.queued + 10
+    try:
+        before = queue.written
+        written = [Point("full.queue", freezeTags({"node": "full-1",
+                                                  "cpu": str(c)}),
+                         BASE + 7000, 1.0) for c in range(50)]
+        assert await store.writePoints(written, indexBehind=True) == 50
+        assert queue.written == before and queue.queued == 0
+        rows = list(cql.execute(
+            f"SELECT series_id FROM {keyspace}.series_index WHERE metric = "
+            f"'full.queue' AND slice = %s", (BASE // 86400000,)))
+        assert len(rows) == 50
+    finally:
+        queue.limit = QUEUED_AT_MOST
