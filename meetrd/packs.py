@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from typing import Any, Iterable, Sequence
+from typing import Any, Container, Iterable, Sequence
 
 from meetrd.aggregate import Partial
 from meetrd.rollup import PART_BUCKETS
@@ -82,6 +82,47 @@ def packStart(pack: int, resolutionMs: int) -> int:
     The first millisecond of a pack.
     """
     return pack * resolutionMs * PACK_BUCKETS
+
+
+def packsUnder(partitions: Iterable[tuple[str, int, int]],
+               resolutions: Sequence[int]) -> list[tuple[int, str, int]]:
+    """
+    The packs C{(resolutionMs, source, pack)} of the packed levels among
+    C{resolutions} that raw partitions C{(source, bucket, bucketMs)} fall
+    in (a day-wide partition may straddle two hourly packs).
+    """
+    found: dict[tuple[int, str, int], None] = {}
+    for source, bucket, width in partitions:
+        for resolution in resolutions:
+            if not packed(resolution):
+                continue
+            for pack in range(packOf(bucket * width, resolution),
+                              packOf((bucket + 1) * width - 1, resolution) + 1):
+                found[resolution, source, pack] = None
+    return list(found)
+
+
+def packMarks(packs: Iterable[tuple[int, str, int]], nowMs: float,
+              marked: Container[tuple[int, str, int]]
+              ) -> list[tuple[int, str, int]]:
+    """
+    The packs a write marks before its points: once per process while the
+    pack is open (C{marked} holds those this process marked; the marker
+    stays until the pack is merged, after it closes), and at every write
+    once it has closed, since it may have been merged already.
+    """
+    return [key for key in packs
+            if nowMs >= packStart(key[2] + 1, key[0]) or key not in marked]
+
+
+def packsClosed(packs: Iterable[tuple[int, str, int]], nowMs: float
+                ) -> list[tuple[int, str, int]]:
+    """
+    The packs that had closed by C{nowMs}: a merge may have read their
+    rows before a write's points landed, so the write marks them again
+    once its points are in.
+    """
+    return [key for key in packs if nowMs >= packStart(key[2] + 1, key[0])]
 
 
 def packPart(pack: int, resolutionMs: int) -> int:

@@ -350,6 +350,38 @@ def chooseLevels(fromMs: int, toMs: int, intervalMs: int | None,
     return ([choice, *before[0], *after[0]], [*before[1], *after[1]])
 
 
+def markerRanges(series: Sequence[SeriesRow], fromMs: int, toMs: int,
+                 cleanSpans: dict[str, list[tuple[int, int]]]
+                 ) -> dict[str, list[tuple[int, int]]]:
+    """
+    For each source of C{series}, the inclusive ranges of raw bucket
+    numbers whose rollup markers a search of C{[fromMs, toMs]} reads: the
+    range, less the spans (inclusive, in milliseconds) that C{cleanSpans}
+    gives for the source, where it is answered by packs no write has
+    marked (a write marks the packs it falls in with its partitions, see
+    L{meetrd.packs}).  Bucket numbers are taken at the source's widest and
+    narrowest widths, so that a range holds every partition that meets it.
+    """
+    widths: dict[str, tuple[int, int]] = {}
+    for row in series:
+        known = widths.get(row.source)
+        widths[row.source] = (row.bucketMs, row.bucketMs) if known is None \
+            else (min(known[0], row.bucketMs), max(known[1], row.bucketMs))
+    ranges = {}
+    for source, (narrowest, widest) in widths.items():
+        gaps = []
+        start = fromMs
+        for spanFrom, spanTo in sorted(cleanSpans.get(source, ())):
+            if spanFrom > start:
+                gaps.append((start, spanFrom - 1))
+            start = max(start, spanTo + 1)
+        if start <= toMs:
+            gaps.append((start, toMs))
+        ranges[source] = [(low // widest, high // narrowest)
+                          for low, high in gaps]
+    return ranges
+
+
 def rawAround(series: Sequence[SeriesRow], rawRanges: Sequence[tuple[int, int]],
               choices: Sequence[RollupChoice], pending: dict[str, set[int]],
               sliceMs: int) -> list[tuple[dict[tuple[str, int], dict[int, list[bytes]]], int, int]]:

@@ -175,8 +175,9 @@ class RollupService(Service):
     async def _mergePacks(self) -> None:
         """
         Merge the marked packs of this instance's shards whose buckets
-        have closed, past C{grace}, and under which no raw partition waits
-        for its rollup; clear the markers of those merged.  A failure
+        have closed, past C{grace}, whose markers have settled
+        (L{MARKER_SETTLE}), and under which no raw partition waits for its
+        rollup; clear the markers of those merged.  A failure
         leaves its marker for the next look.
         """
         grace = self._settings.grace
@@ -192,10 +193,14 @@ class RollupService(Service):
                     (bucket * width, (bucket + 1) * width))
             now = self._clock.seconds()
             for mark in marks:
-                resolution, source, pack, _ = mark
+                resolution, source, pack, markedAt = mark
                 start = packStart(pack, resolution)
                 end = packStart(pack + 1, resolution)
-                if now < end / 1000 + grace or any(
+                # A write marks its raw partition and its packs together:
+                # a pack marked moments ago may have a raw marker still on
+                # its way, which this look would not see.
+                if now < max(end / 1000 + grace,
+                             markedAt / 1e6 + MARKER_SETTLE) or any(
                         low < end and high > start
                         for low, high in waiting.get(source, ())):
                     continue

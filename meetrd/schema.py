@@ -262,9 +262,12 @@ DELETE_MEMBER = "DELETE FROM {ks}.members WHERE grp = 'hunt' AND instance = ?"
 # Every metric with an index slice (slices expire with the index), for
 # the metric names of the Prometheus query API.
 SELECT_METRICS = "SELECT DISTINCT metric FROM {ks}.slices"
+# The markers of some sources' raw buckets in one range of bucket numbers:
+# a search reads only the buckets that may change its answer, not the
+# tombstones of every marker those sources ever had.
 SELECT_SOURCE_DIRTY = (
     "SELECT source, bucket FROM {ks}.rollup_dirty WHERE shard IN ? "
-    "AND source IN ?"
+    "AND source IN ? AND bucket >= ? AND bucket <= ?"
 )
 SELECT_RAW = (
     "SELECT series_id, toUnixTimestamp(ts), value FROM {ks}.points "
@@ -333,7 +336,7 @@ SELECT_PACK_DIRTY = (
 )
 SELECT_SOURCE_PACK_DIRTY = (
     "SELECT source, pack FROM {ks}.pack_dirty WHERE shard IN ? AND "
-    "resolution = ? AND source IN ?"
+    "resolution = ? AND source IN ? AND pack >= ? AND pack <= ?"
 )
 DELETE_PACK_DIRTY = (
     "DELETE FROM {ks}.pack_dirty USING TIMESTAMP ? WHERE shard = ? AND "

@@ -11,9 +11,14 @@ from math import isfinite
 from operator import truediv
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    FirstError,
+    gatherResults,
+)
 from twisted.python.failure import Failure
 
 from meetrd.aggregate import Partial, mergerFor, percentileOf
@@ -36,6 +41,7 @@ from meetrd.readplan import (
     checkIndexReads,
     checkPartitions,
     chooseLevels,
+    markerRanges,
     planIndex,
     rawAround,
     rollupReads,
@@ -263,10 +269,12 @@ async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
 
     Where a level is packed (L{meetrd.packs}) and the aggregation is one
     of L{GRID_AGGREGATIONS}, its whole packs are read instead of its rows
-    for every source none of whose packs there waits for a merge and none
-    of whose raw partitions there waits for its rollup: into C{grid} by
-    interval (then C{grid.used} is set), or as one summary a pack row
-    without intervals; with intervals and no grid, rows are read.
+    for every source none of whose packs there is marked (a write marks
+    the packs its points fall in, and a merge waits for their rollup):
+    into C{grid} by interval (then C{grid.used} is set), or as one summary
+    a pack row without intervals; with intervals and no grid, rows are
+    read.  The raw partitions' markers are then read only outside those
+    packs, and the rows, packs and raw points all at once.
     """
     # Percentiles merge sketches and standard deviations squared
     # deviations: both read rows (raw points, rollup rows) rather than
@@ -292,37 +300,62 @@ async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
         plan = bucketsBySource(series, fromMs, toMs, store.sliceMs)
         checkPartitions(plan, indexReads, maxPartitions)
         return await rawSummaries(plan, fromMs, toMs), "raw"
-    pending = await store.pendingPartitions(
-        {row.source for row in series}, progress)
-    raw = rawAround(series, rawRanges, choices, pending, store.sliceMs)
     usePacks = aggregation in GRID_AGGREGATIONS and (
         intervalMs is None or grid is not None)
+    sources = {row.source for row in series}
+    # The packed parts of the levels: (choice, first pack, last pack).
+    packedChoices = []
+    for choice in choices:
+        packs = packRange(choice, getattr(store, "packsSince", {}))
+        if usePacks and packs is not None:
+            packedChoices.append((choice, *packs))
+    marks = await gatherResults([
+        store.markedPacks(sources, choice.resolutionMs, first, last,
+                          progress)
+        for choice, first, last in packedChoices], consumeErrors=True
+    ).addErrback(_firstFailure)
+    # A source's whole packs are read where none of them is marked; the
+    # raw markers are then read only outside those spans.
+    cleanSpans: dict[str, list[tuple[int, int]]] = {}
+    for (choice, first, last), marked in zip(packedChoices, marks):
+        span = (packStart(first, choice.resolutionMs),
+                packStart(last + 1, choice.resolutionMs) - 1)
+        for source in sources:
+            if not marked.get(source):
+                cleanSpans.setdefault(source, []).append(span)
+    pending = await store.pendingPartitions(
+        markerRanges(series, fromMs, toMs, cleanSpans), progress)
+    # A raw partition waiting inside a clean span (one written by an older
+    # version, which did not mark packs) keeps its source off the packs.
+    strays = {source for source, spans in cleanSpans.items() if any(
+        spanFrom <= end and start <= spanTo
+        for bucket, (start, end) in _bucketSpans(
+            series, source, pending.get(source, ()))
+        for spanFrom, spanTo in spans)}
+    if strays:
+        for source in strays:
+            del cleanSpans[source]
+        again = await store.pendingPartitions(
+            markerRanges([row for row in series if row.source in strays],
+                         fromMs, toMs, {}), progress)
+        pending.update(again)
+    raw = rawAround(series, rawRanges, choices, pending, store.sliceMs)
     # Per level: (series, range) whose rows are read, and the packs read.
     rowReads: list[tuple[RollupChoice, list[SeriesRow]]] = []
     packReads: list[tuple[int, int, int, list[Any]]] = []
+    packedBy = {id(choice): (first, last)
+                for choice, first, last in packedChoices}
     for choice in choices:
-        packs = packRange(choice, getattr(store, "packsSince", {}))
-        if not usePacks or packs is None:
+        if id(choice) not in packedBy:
             rowReads.append((choice, list(series)))
             continue
-        first, last = packs
-        marked = await store.markedPacks({row.source for row in series},
-                                         choice.resolutionMs, progress)
+        first, last = packedBy[id(choice)]
         spanFrom = packStart(first, choice.resolutionMs)
         spanTo = packStart(last + 1, choice.resolutionMs) - 1
         clean, dirty = [], []
-        waitingOf: dict[tuple[str, int], bool] = {}
         for row in series:
-            key = (row.source, row.bucketMs)
-            waiting = waitingOf.get(key)
-            if waiting is None:
-                waiting = waitingOf[key] = any(
-                    first <= pack <= last
-                    for pack in marked.get(row.source, ())) or any(
-                    bucket * row.bucketMs <= spanTo
-                    and (bucket + 1) * row.bucketMs > spanFrom
-                    for bucket in pending.get(row.source, ()))
-            (dirty if waiting else clean).append(row)
+            (clean if (spanFrom, spanTo) in cleanSpans.get(row.source, ())
+             else dirty).append(row)
         if dirty:
             rowReads.append((choice, dirty))
         if clean:
@@ -338,30 +371,60 @@ async def summarizeSeries(store: Any, series: Sequence[SeriesRow],
         len(levelReads) for _, _, _, levelReads in packReads) + sum(
         len(b) for plan, _, _ in raw for b in plan.values()),
         maxPartitions)
-    summaries = []
-    for (choice, _), levelReads in zip(rowReads, reads):
-        summaries.extend(await store.rollupSummaries(
+    # The rows, packs and raw points are read together: what they hold
+    # was fixed by the markers read above.
+    values = valueColumn(aggregation)
+    requests: list[Deferred[Any]] = [
+        store.rollupSummaries(
             choice.resolutionMs, levelReads, choice.fromMs, choice.toMs,
             pending, intervalMs, progress, sketches,
-            newestFirst=newestFirst, spread=spread))
-    if packReads:
-        values = valueColumn(aggregation)
-        for resolutionMs, first, last, levelReads in packReads:
-            packRows = await store.readPacks(resolutionMs, levelReads,
-                                             first, last, values, progress)
-            if grid is None:
-                summaries.extend(packSummaries(packRows, values))
-                continue
-            grid.used = True
-            groupOf = grid.groupOf
-            for identifier, pack, counts, found in packRows:
-                grid.addBuckets(
-                    None if groupOf is None else groupOf.get(identifier),
-                    packStart(pack, resolutionMs), resolutionMs,
-                    column(counts, "q"), column(found, "d"))
-    for plan, rawFrom, rawTo in raw:
-        summaries.extend(await rawSummaries(plan, rawFrom, rawTo))
+            newestFirst=newestFirst, spread=spread)
+        for (choice, _), levelReads in zip(rowReads, reads)]
+    requests.extend(store.readPacks(resolutionMs, levelReads, first, last,
+                                    values, progress)
+                    for resolutionMs, first, last, levelReads in packReads)
+    requests.extend(rawSummaries(plan, rawFrom, rawTo)
+                    for plan, rawFrom, rawTo in raw)
+    found = await gatherResults(requests, consumeErrors=True).addErrback(
+        _firstFailure)
+    summaries = []
+    for result in found[:len(rowReads)]:
+        summaries.extend(result)
+    for (resolutionMs, _, _, _), packRows in zip(
+            packReads, found[len(rowReads):len(rowReads) + len(packReads)]):
+        if grid is None:
+            summaries.extend(packSummaries(packRows, values))
+            continue
+        grid.used = True
+        groupOf = grid.groupOf
+        for identifier, pack, counts, cells in packRows:
+            grid.addBuckets(
+                None if groupOf is None else groupOf.get(identifier),
+                packStart(pack, resolutionMs), resolutionMs,
+                column(counts, "q"), column(cells, "d"))
+    for result in found[len(rowReads) + len(packReads):]:
+        summaries.extend(result)
     return summaries, formatDuration(choices[0].resolutionMs / 1000)
+
+
+def _bucketSpans(series: Sequence[SeriesRow], source: str,
+                 buckets: Iterable[int]) -> list[tuple[int, tuple[int, int]]]:
+    """
+    The spans C{(bucket, (firstMs, lastMs))} of some raw bucket numbers of
+    a source, at each of its series' widths.
+    """
+    widths = {row.bucketMs for row in series if row.source == source}
+    return [(bucket, (bucket * width, (bucket + 1) * width - 1))
+            for bucket in buckets for width in widths]
+
+
+def _firstFailure(failure: Failure) -> Failure:
+    """
+    The failure of the first read of a L{gatherResults} that failed.
+    """
+    if failure.check(FirstError):
+        return failure.value.subFailure
+    return failure
 
 
 def packRange(choice: RollupChoice, packsSince: dict[int, int]

@@ -16,7 +16,7 @@ writes.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -60,7 +60,10 @@ from meetrd.readplan import (
 from meetrd.packs import (
     encodePack,
     mergeRows,
+    packMarks,
     packOf,
+    packsClosed,
+    packsUnder,
     packPart,
     packStart,
     packed,
@@ -216,6 +219,9 @@ class MetricStore:
         self.rollupSince: dict[int, int] = {}
         # From when each packed level's packs are merged (meetrd.packs).
         self.packsSince: dict[int, int] = {}
+        # The open packs this process has marked (see L{packMarks}).
+        self._packsMarked: OrderedDict[tuple[int, str, int], None] = \
+            OrderedDict()
         self._startedAt: dict[str, int] = {}
         self._ttl = retentionSeconds
         self._reactor = reactor
@@ -582,28 +588,52 @@ class MetricStore:
         if not cache.rollups:
             return self._writePlan(statements, plan, cache, now, indexBehind)
 
+        packs = packsUnder(((source, bucket, plan.widths[source])
+                            for source, bucket in plan.partitions),
+                           [resolution for resolution, _ in self._levels()])
+        marked = self._packsMarked
+
         def markEnded(count: int) -> Deferred[int]:
             # Partitions a rollup may have read before these points landed
-            # are marked again, at a write time after them.
-            ended = endedBy(plan, self._reactor.seconds() * 1000)
-            return self._mark(statements, ended).addCallback(lambda _: count)
+            # are marked again, at a write time after them, and so are
+            # the packs a merge may have read.
+            nowMs = self._reactor.seconds() * 1000
+            return self._mark(statements, endedBy(plan, nowMs),
+                              packsClosed(packs, nowMs)
+                              ).addCallback(lambda _: count)
+
+        def remember(count: int) -> int:
+            for key in packs:
+                marked[key] = None
+                marked.move_to_end(key)
+            while len(marked) > cache.size:
+                marked.popitem(last=False)
+            return count
 
         # The rollup markers go first: a point is never in Cassandra
-        # without the marker that gets it rolled up.
-        return self._mark(statements, plan.dirtyRows).addCallback(
+        # without the marker that gets it rolled up, nor without the mark
+        # of the packs it falls in, which keeps searches off those packs
+        # until they are merged again (see meetrd.packs).
+        return self._mark(
+            statements, plan.dirtyRows, packMarks(packs, now * 1000, marked)
+        ).addCallback(
             lambda _: self._writePlan(statements, plan, cache, now,
                                       indexBehind)
-        ).addCallback(markEnded)
+        ).addCallback(markEnded).addCallback(remember)
 
     def _mark(self, statements: schema.Statements,
-              partitions: Sequence[tuple[str, int, int]]) -> Deferred[None]:
+              partitions: Sequence[tuple[str, int, int]],
+              packs: Sequence[tuple[int, str, int]] = ()) -> Deferred[None]:
         """
         Write the rollup markers of C{(source, bucket, bucketMs)}
-        partitions, batched by marker shard.
+        partitions and the markers of C{(resolutionMs, source, pack)}
+        packs, batched by marker shard.
         """
         marks = self._writeMarkers(statements.insertDirty, (
             (source, (source, bucket, width))
             for source, bucket, width in partitions))
+        if packs:
+            marks.extend(self._markPacks(statements, packs))
 
         def marked(results: list[tuple[bool, Any]]) -> None:
             for ok, result in results:
@@ -860,40 +890,50 @@ class MetricStore:
                 for resolution, retention in self._levels()
                 if resolution in self.rollupSince]
 
-    def pendingPartitions(self, sources: Iterable[str],
+    def pendingPartitions(self,
+                          ranges: dict[str, Sequence[tuple[int, int]]],
                           progress: ReadProgress | None = None
                           ) -> Deferred[dict[str, set[int]]]:
         """
-        For each source, its raw buckets marked for rollup: still open,
-        not yet rolled up, or written again since (one read per
-        L{MARKER_SOURCES_PER_READ} sources, ordered by their marker shard
-        so that a read spans few shards).
+        For each source, its raw buckets marked for rollup (still open,
+        not yet rolled up, or written again since) among the inclusive
+        ranges of bucket numbers C{ranges} gives for it: one read per
+        range and L{MARKER_SOURCES_PER_READ} sources of the same ranges,
+        ordered by their marker shard so that a read spans few shards.
         """
-        return self._markersOfSources("selectSourceDirty", sources, (),
-                                      progress)
+        bySpans: dict[tuple[tuple[int, int], ...], list[str]] = {}
+        for source, spans in ranges.items():
+            bySpans.setdefault(tuple(spans), []).append(source)
+        return self._markersOfSources("selectSourceDirty", [
+            (sources, (), span) for spans, sources in bySpans.items()
+            for span in spans], progress)
 
-    def _markersOfSources(self, statement: str, sources: Iterable[str],
-                          between: tuple[Any, ...],
+    def _markersOfSources(self, statement: str,
+                          groups: Sequence[tuple[Iterable[str],
+                                                 tuple[Any, ...],
+                                                 tuple[Any, ...]]],
                           progress: ReadProgress | None
                           ) -> Deferred[dict[str, set[int]]]:
         """
         The markers of some sources, by source: read with the named
-        statement, bound to the shards, C{between} and the sources, whose
-        rows are C{(source, number)}; one read per
-        L{MARKER_SOURCES_PER_READ} sources, ordered by their marker shard
-        so that a read spans few shards.
+        statement, for each C{(sources, before, after)} of C{groups} bound
+        to the shards, C{before}, the sources and C{after}, whose rows are
+        C{(source, number)}; one read per L{MARKER_SOURCES_PER_READ}
+        sources of a group, ordered by their marker shard so that a read
+        spans few shards.
         """
         try:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        ordered = sorted((schema.dirtyShard(source), source)
-                         for source in set(sources))
         reads = []
-        for start in range(0, len(ordered), MARKER_SOURCES_PER_READ):
-            chunk = ordered[start:start + MARKER_SOURCES_PER_READ]
-            reads.append((sorted({shard for shard, _ in chunk}), *between,
-                          [source for _, source in chunk]))
+        for sources, before, after in groups:
+            ordered = sorted((schema.dirtyShard(source), source)
+                             for source in set(sources))
+            for start in range(0, len(ordered), MARKER_SOURCES_PER_READ):
+                chunk = ordered[start:start + MARKER_SOURCES_PER_READ]
+                reads.append((sorted({shard for shard, _ in chunk}), *before,
+                              [source for _, source in chunk], *after))
         if progress is not None:
             progress.begin("reading the rollup markers", len(reads))
         requests = [self._read(getattr(statements, statement), read,
@@ -1261,14 +1301,16 @@ class MetricStore:
             delete.consistency_level), None)
 
     def markedPacks(self, sources: Iterable[str], resolutionMs: int,
+                    firstPack: int, lastPack: int,
                     progress: ReadProgress | None = None
                     ) -> Deferred[dict[str, set[int]]]:
         """
-        For each source, its packs of one level marked for merging (one
-        read per L{MARKER_SOURCES_PER_READ} sources).
+        For each source, its packs C{firstPack} to C{lastPack} of one level
+        marked for merging (one read per L{MARKER_SOURCES_PER_READ}
+        sources).
         """
-        return self._markersOfSources("selectSourcePackDirty", sources,
-                                      (resolutionMs,), progress)
+        return self._markersOfSources("selectSourcePackDirty", [
+            (sources, (resolutionMs,), (firstPack, lastPack))], progress)
 
     def readPacks(self, resolutionMs: int,
                   reads: Sequence[tuple[str, int, list[bytes]]],

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import pytest_twisted
-from hypothesis import HealthCheck, given, settings as hypothesisSettings
+from hypothesis import HealthCheck, example, given, settings as hypothesisSettings
 from hypothesis import strategies as st
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -93,8 +93,22 @@ intervals = st.sampled_from([None, HOUR, 2 * HOUR, 24 * HOUR, SPAN,
                              3 * SPAN])
 
 
+WHOLE = [(series, pack * SPAN + 7 * HOUR + series, float(pack - series))
+         for series in range(len(SERIES)) for pack in range(4)]
+EVERY_WAY = [((0, WINDOW - 1), None, "sum", None),
+             ((0, WINDOW - 1), HOUR, "avg", "node"),
+             ((SPAN - HOUR, 3 * SPAN + HOUR), 2 * HOUR, "max", "cpu")]
+
+
 @hypothesisSettings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
+# Whatever hypothesis draws, packs are read whole: after a merge, and with
+# late points of one source still waiting (its packs marked by the write,
+# the others' read).
+@example(first=WHOLE, late=[(2, SPAN + 9, 5.0)], afterLate="merged",
+         searched=EVERY_WAY)
+@example(first=WHOLE, late=[(2, SPAN + 9, 5.0), (2, 2 * SPAN, -1.0)],
+         afterLate="waiting", searched=EVERY_WAY)
 @given(first=points, late=points,
        afterLate=st.sampled_from(["merged", "rolled", "waiting"]),
        searched=st.lists(

@@ -72,13 +72,15 @@ class Stores:
 
     async def tick(self):
         """
-        One look of the rollup service, its clock moved to the wall
-        clock's time past the markers' settling time: every marker written
-        so far is due.
+        Two looks of the rollup service, its clock moved each time to the
+        wall clock's time past the markers' settling time: every marker
+        written so far is due at the first, and the packs the first one's
+        rollups marked are merged at the second.
         """
-        self.clock.advance(max(0.0, time.time() + MARKER_SETTLE + 1
-                               - self.clock.seconds()))
-        await self.service.tick()
+        for _ in range(2):
+            self.clock.advance(max(0.0, time.time() + MARKER_SETTLE + 1
+                                   - self.clock.seconds()))
+            await self.service.tick()
 
     async def connect(self):
         await self.rolled.connect()

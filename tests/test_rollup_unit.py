@@ -561,3 +561,29 @@ def test_packsMergedOnceClosedAndRolled():
         (HOUR, source, 1), (HOUR, source, 0), (HOUR, other, 1),
         (HOUR, source, 2)])
     rollup.stopService()
+
+
+def test_freshPackMarkerSettlesFirst():
+    """
+    A pack marked moments ago (by a write whose raw marker may still be on
+    its way) is merged only once its marker is MARKER_SETTLE seconds old,
+    though its buckets closed long before.
+    """
+    from meetrd.packs import PACK_BUCKETS
+    from meetrd.rollupservice import MARKER_SETTLE
+
+    source = "n:a"
+    span = HOUR * PACK_BUCKETS
+    markedAt = 3 * span / 1000
+    store = MarkedStore([])
+    store.packMarks = [(dirtyShard(source), HOUR, source, 0,
+                        int(markedAt * 1e6))]
+    store.merged, store.packsCleared = [], []
+    store.failingPacks = set()
+    rollup, clock = service(store, grace=0)
+    rollup.startService()
+    clock.advance(markedAt + MARKER_SETTLE - 1)
+    assert store.merged == []
+    clock.advance(10)
+    assert store.merged == [(HOUR, source, 0)]
+    rollup.stopService()
