@@ -14,6 +14,10 @@ first use with pip) and prints both columns in one table::
 
     .venv/bin/python bench/parse.py --against 0.21.1
 
+C{--before COMMIT} measures that commit's tree too (a temporary git
+worktree, the same interpreter), taking turns with this one, and prints
+both columns and their ratio.
+
 Rows:
   - C{library only}: C{text_string_to_metric_families} iterated, no
     points made: the floor of what any reader built on it costs;
@@ -27,13 +31,15 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -280,15 +286,24 @@ def otherPython(version: str) -> str:
     return str(python)
 
 
-def runElsewhere(python: str, seconds: float) -> dict:
+def runElsewhere(python: str, seconds: float, root: Path = ROOT) -> dict:
     """
-    The measurements under another interpreter (this script, C{--json}).
+    The measurements under another interpreter, or of the tree at C{root}
+    (that tree's copy of this script, C{--json}).
     """
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    out = subprocess.run([python, __file__, "--json", "--seconds",
-                          str(seconds)], check=True, capture_output=True,
-                         text=True, env=env).stdout
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = subprocess.run([python, str(root / "bench" / "parse.py"), "--json",
+                          "--seconds", str(seconds)], check=True,
+                         capture_output=True, text=True, env=env).stdout
     return json.loads(out)
+
+
+def label(column: dict) -> str:
+    """
+    A column's name in the table: the tree it measured, or its
+    prometheus_client.
+    """
+    return column.get("tree") or "pc " + column["version"]
 
 
 def report(columns: list[dict]) -> str:
@@ -301,9 +316,9 @@ def report(columns: list[dict]) -> str:
     rows = list(columns[0]["results"])
     width = max(len(r) for r in rows) + 2
     head = "".ljust(width) + "".join(
-        f"{'pc ' + c['version']:>14}{'x text':>8}" for c in columns)
+        f"{label(c):>14}{'x text':>8}" for c in columns)
     for c in columns[1:]:
-        head += f"{columns[0]['version'] + '/' + c['version']:>16}"
+        head += f"{'first/' + label(c):>16}"
     out = [head]
     for row in rows:
         line = row.ljust(width)
@@ -338,25 +353,55 @@ def main() -> None:
                              "must have prometheus_client")
     parser.add_argument("--json", action="store_true",
                         help="print this interpreter's results as JSON")
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="also measure the tree of COMMIT (checked out "
+                             "in a temporary git worktree)")
     args = parser.parse_args()
     if args.json:
         print(json.dumps(run(args.seconds)))
         return
     pythons = args.python + [otherPython(v) for v in args.against]
-    # Interpreters take turns, pass after pass, so that other work on the
-    # machine weighs on every column alike; each case keeps its best.
-    passes = 3 if pythons else 1
-    share = args.seconds / passes
-    columns: list[dict] = []
-    for _ in range(passes):
-        found = [run(share)] + [runElsewhere(p, share) for p in pythons]
-        if not columns:
-            columns = found
-            continue
-        for column, more in zip(columns, found):
-            for name, rate in more["results"].items():
-                column["results"][name] = max(column["results"][name], rate)
+    with contextlib.ExitStack() as stack:
+        before = None
+        if args.before:
+            before = stack.enter_context(worktree(args.before))
+        # Interpreters and trees take turns, pass after pass, so that
+        # other work on the machine weighs on every column alike; each
+        # case keeps its best.
+        passes = 3 if pythons or before else 1
+        share = args.seconds / passes
+        columns: list[dict] = []
+        for _ in range(passes):
+            found = [run(share)] + [runElsewhere(p, share) for p in pythons]
+            if before is not None:
+                found.append(dict(runElsewhere(sys.executable, share,
+                                               before),
+                                  tree=args.before[:10]))
+            if not columns:
+                columns = found
+                continue
+            for column, more in zip(columns, found):
+                for name, rate in more["results"].items():
+                    column["results"][name] = max(column["results"][name],
+                                                  rate)
+    if before is not None:
+        columns[0]["tree"] = "this tree"
     print(report(columns))
+
+
+@contextlib.contextmanager
+def worktree(commit: str) -> Iterator[Path]:
+    """
+    A temporary git worktree of C{commit}, removed on the way out.
+    """
+    path = Path(tempfile.mkdtemp(prefix="meetrd-parse-before-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach",
+                    "-q", str(path), commit], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove",
+                        "--force", str(path)], check=False)
 
 
 if __name__ == "__main__":

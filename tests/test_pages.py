@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -715,6 +716,34 @@ def test_cachedReadsEqualUncachedReads() -> None:
     cache = PageCache()
     for body in hunts() * 2:
         assert parse(body, TEXT, cache=cache) == parse(body, TEXT)
+
+
+VALUE_TEXTS = st.one_of(
+    st.integers(-10**30, 10**30).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["NaN", "+Inf", "-Inf", "inf", "1e3", "+5", "-0",
+                     "1_000", "0x10", "", "1.5.2", "\u0661\u0662",
+                     "12 1700000000001", "7\t8", "9  "]),
+    st.text(alphabet="0123456789+-.eE_xInfa \t", max_size=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUE_TEXTS)
+def test_cachedValuesReadAsTheLibraryReadsThem(value: str) -> None:
+    """
+    Whatever text follows a cached series, the cached read gives what the
+    library's own read gives: the same points, or a failed page.
+    """
+    def read(cache):
+        try:
+            return parse(textPage(f'm{{x="1"}} {value}'), TEXT, cache=cache)
+        except PageError:
+            return "failed"
+
+    cache = PageCache()
+    parse(textPage('m{x="1"} 1'), TEXT, cache=cache)
+    assert len(cache) == 1
+    assert read(cache) == read(None)
 
 
 def test_cacheHoldsTheLastPageOnly() -> None:

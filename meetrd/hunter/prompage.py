@@ -207,7 +207,16 @@ def readText(text: str, builder: PageBuilder,
         try:
             if entry is not None:
                 metric, tags = entry
-                value, timestamp = valueLine(tail)
+                bare = tail.lstrip()
+                if bare and " " not in bare and "\t" not in bare \
+                        and "_" not in bare:
+                    # A value without a timestamp, as most lines are: what
+                    # the library makes of it (int, else float) is float's
+                    # number, without its split and list per line.
+                    value = float(bare)
+                    timestamp = None
+                else:
+                    value, timestamp = valueLine(tail)
             else:
                 sample = sampleLine(line)
                 metric = sample.name
