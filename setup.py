@@ -27,6 +27,8 @@ setup(
         "twisted[tls]==26.10.0",
         "klein==24.8.0",
         "treq==26.7.0",
+        # The prepared URLs of targets (meetrd.hunter.fetch).
+        "hyperlink==21.0.0",
         "pyyaml==6.0.3",
         # The Twisted connection class is deprecated in 3.30 and announced
         # for removal in 3.31.

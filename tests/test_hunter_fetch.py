@@ -17,7 +17,9 @@ from twisted.web.resource import EncodingResourceWrapper, Resource
 from twisted.web.server import GzipEncoderFactory, NOT_DONE_YET, Site
 from twisted.web.util import Redirect
 
-from meetrd.hunter.fetch import FetchError, Fetcher
+from hyperlink import EncodedURL
+
+from meetrd.hunter.fetch import ACCEPT, USER_AGENT, FetchError, Fetcher, prepare
 from tests.nodes import Page
 
 PAGE = json.dumps({"a": 1}).encode()
@@ -54,6 +56,26 @@ class Trickle(Resource):
         return NOT_DONE_YET
 
 
+class Recorder(Resource):
+    """
+    Records the request target and headers of every request, and sets a
+    cookie on the first.
+    """
+
+    isLeaf = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def render_GET(self, request):
+        self.seen.append((request.uri, request.requestHeaders.copy()))
+        if len(self.seen) == 1:
+            request.addCookie(b"visit", b"1", path=b"/")
+        request.setHeader(b"content-type", b"application/json")
+        return PAGE
+
+
 @pytest_twisted.async_yield_fixture()
 async def server():
     """
@@ -68,7 +90,9 @@ async def server():
     root.putChild(b"loop", Redirect(b"/loop"))
     root.putChild(b"trickle", Trickle())
     root.putChild(b"big", Page(b"y" * 5000, b"text/plain"))
+    root.putChild(b"rec", Recorder())
     site = CountingSite(root)
+    site.root = root
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     yield f"http://127.0.0.1:{port.getHost().port}", site, page
     await port.stopListening()
@@ -154,6 +178,93 @@ async def test_bodyLimitWhileStreaming(server, fetcher):
             await slow.fetch(base + "/trickle", 0.3)
     finally:
         await slow.close()
+
+
+URLS = [
+    "http://127.0.0.1:9100/metrics",
+    "http://127.0.0.1:9100/rec/a%20b/c?x=1&y=%2F&z",
+    "http://[::1]:9100/metrics?name[]=up",
+    "https://bücher.example/métriques?q=ü#frag",
+    "http://user:secret@node.example:80/",
+    "http://NODE.example/",
+]
+
+
+def test_preparedURLsAreTreqsURIs():
+    """
+    A prepared URL's text is what treq makes of the same URL given as
+    text (the URI form, an IDN host in ASCII, the password kept), and
+    asking for it again gives the same text.
+    """
+    for url in URLS:
+        prepared = prepare(url)
+        if "[::1]" in url:
+            # treq's own URI form of it fails in IDNA; the expected text is
+            # the one it gives for an ordinary host, with the address in.
+            expected = EncodedURL.from_text(url.replace("[::1]", "v6")
+                                            ).to_uri().to_text().replace(
+                                                "v6", "[::1]")
+        else:
+            expected = EncodedURL.from_text(url).to_uri().to_text()
+        assert prepared.to_uri().to_text() == expected
+        assert prepared.to_text() == expected
+        assert prepared.to_uri() is prepared
+    assert prepare(URLS[3]).host == "xn--bcher-kva.example"
+
+
+@pytest_twisted.ensureDeferred
+async def test_preparedRequestsSendWhatTreqSends(server, fetcher):
+    """
+    Fetches through prepared URLs and shared headers send the request
+    target, Accept, User-Agent and Accept-Encoding treq sends, each URL is
+    prepared once, and a cookie the node sets comes back as it did.
+    """
+    base, site, _ = server
+    recorder = site.root.children[b"rec"]
+    url = base + "/rec/a%20b/c?x=1&y=%2F&z"
+    for _ in range(3):
+        assert (await fetcher.fetch(url, 5)).body == PAGE
+    assert len(fetcher._urls) == 1
+    assert [uri for uri, _ in recorder.seen] == [b"/rec/a%20b/c?x=1&y=%2F&z"] * 3
+    for number, (_, headers) in enumerate(recorder.seen):
+        assert headers.getRawHeaders(b"accept") == [ACCEPT]
+        assert headers.getRawHeaders(b"user-agent") == [USER_AGENT]
+        assert headers.getRawHeaders(b"accept-encoding") == [b"gzip"]
+        assert headers.getRawHeaders(b"cookie") == \
+            (None if number == 0 else [b"visit=1"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_anIPv6NodeIsFetched():
+    """
+    A node at an IPv6 address (C{http://[::1]:PORT/...}) is fetched, with
+    its address in brackets in the Host header.
+    """
+    recorder = Recorder()
+    port = reactor.listenTCP(0, Site(recorder), interface="::1")
+    fetcher = Fetcher(reactor, maxBodySize=4096, maxRedirects=0)
+    try:
+        number = port.getHost().port
+        fetched = await fetcher.fetch(f"http://[::1]:{number}/metrics", 5)
+        assert fetched.body == PAGE
+        assert recorder.seen[0][0] == b"/metrics"
+        assert recorder.seen[0][1].getRawHeaders(b"host") == \
+            [f"[::1]:{number}".encode()]
+    finally:
+        await fetcher.close()
+        await port.stopListening()
+
+
+def test_aBadURLFailsItsFetch():
+    """
+    A URL that cannot be parsed fails its fetch with a reason, not with
+    an exception out of C{fetch}.
+    """
+    fetcher = Fetcher(reactor, maxBodySize=4096, maxRedirects=0)
+    failures = []
+    fetcher.fetch("http://[::1/metrics", 5).addErrback(failures.append)
+    assert failures and failures[0].check(FetchError)
+    assert "bad URL" in str(failures[0].value)
 
 
 def test_endpointsForgetTheLeastRecentlyUsed():
