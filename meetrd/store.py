@@ -74,9 +74,12 @@ from meetrd.settings import CassandraSettings, RollupLevel
 from meetrd.twistedconnection import clientTLS, twistedConnectionClass
 from meetrd.writeplan import (
     IndexRow,
+    ShapeMemo,
     WriteCache,
+    WritePlan,
     endedBy,
     indexRetention,
+    learnShape,
     planWrite,
     seriesPerNode,
 )
@@ -530,8 +533,8 @@ class MetricStore:
 
     # Writing
 
-    def writePoints(self, points: Iterable[Point], indexBehind: bool = False
-                    ) -> Deferred[int]:
+    def writePoints(self, points: Iterable[Point], indexBehind: bool = False,
+                    memo: ShapeMemo | None = None) -> Deferred[int]:
         """
         Write points and the index rows that lead to them; fire with the
         number of points once Cassandra has acknowledged every write, or
@@ -545,10 +548,15 @@ class MetricStore:
         More than L{WRITE_SLICE} points are planned and sent a slice a
         reactor turn (the slices' requests in flight together), so that a
         batch of 50,000 points does not hold the reactor for all of them.
+
+        C{memo} holds the shape of a target's writes (see
+        L{meetrd.writeplan.WriteShape}): a write of at most L{WRITE_SLICE}
+        points is planned from it when it fits, and teaches it once
+        acknowledged.
         """
         points = points if isinstance(points, list) else list(points)
         if len(points) <= WRITE_SLICE:
-            return self._writeSlice(points, None, indexBehind)
+            return self._writeSlice(points, None, indexBehind, memo)
         started: list[Deferred[int]] = []
 
         def steps() -> Iterator[None]:
@@ -572,7 +580,8 @@ class MetricStore:
 
     def _writeSlice(self, points: list[Point],
                     nodeSeries: dict[str, int] | None = None,
-                    indexBehind: bool = False) -> Deferred[int]:
+                    indexBehind: bool = False,
+                    memo: ShapeMemo | None = None) -> Deferred[int]:
         """
         Write some points (see L{writePoints}) in one go; C{nodeSeries}
         places them as the whole write they are a slice of.
@@ -584,7 +593,25 @@ class MetricStore:
         cache = self._cache
         assert cache is not None
         now = self._reactor.seconds()
-        plan = planWrite(points, cache, now, nodeSeries)
+        plan = planWrite(points, cache, now, nodeSeries, memo)
+        written = self._writePlanned(statements, plan, cache, now,
+                                     indexBehind)
+        if memo is None or plan.shaped:
+            return written
+
+        def learn(count: int) -> int:
+            memo.shape = learnShape(points, plan, cache)
+            return count
+
+        return written.addCallback(learn)
+
+    def _writePlanned(self, statements: schema.Statements, plan: WritePlan,
+                      cache: WriteCache, now: float, indexBehind: bool
+                      ) -> Deferred[int]:
+        """
+        Write a planned slice: its rollup markers first when rollups are
+        on, then its rows.
+        """
         if not cache.rollups:
             return self._writePlan(statements, plan, cache, now, indexBehind)
 

@@ -63,6 +63,9 @@ class WritePlan:
         rollup (with rollups on).
     @ivar widths: the bucket width of each source of the write.
     @ivar count: the points of the write.
+    @ivar sources: the source each series was placed in.
+    @ivar overflowed: whether rows went to overflow partitions.
+    @ivar shaped: whether the plan was made from a L{WriteShape}.
     """
 
     partitions: dict[tuple[str, int], list[tuple[bytes, int, float]]]
@@ -73,6 +76,9 @@ class WritePlan:
     dirtyRows: list[tuple[str, int, int]] = field(default_factory=list)
     widths: dict[str, int] = field(default_factory=dict)
     count: int = 0
+    sources: dict[bytes, str] = field(default_factory=dict)
+    overflowed: bool = False
+    shaped: bool = False
 
 
 class WriteCache:
@@ -172,8 +178,139 @@ def seriesPerNode(points: Iterable[Point], cache: WriteCache
     return perNode
 
 
+@dataclass(slots=True)
+class WriteShape:
+    """
+    The series of a target's last write, in the order its page gave them,
+    and where that write put them.
+
+    A hunted page brings the same series at every scrape, in the same
+    order and with the same tag tuples (the page cache keeps them), all at
+    the scrape's time.  Planned from its shape (L{planShaped}), such a
+    write costs no look-up per point in the caches of the whole process,
+    which hold hundreds of thousands of series and are slow to reach.
+
+    @ivar metrics: the metric of each point.
+    @ivar tags: the tag tuple of each point (compared by identity).
+    @ivar groups: C{(source, width, members)} of each source, in the order
+        L{planWrite} meets them; C{members} are C{(position, seriesId)}, in
+        the order L{planWrite} lists their rows.
+    @ivar slice: the index slice of the write's time.
+    @ivar indexedAt: when the oldest of the series' index rows for that
+        slice and source was written.
+    """
+
+    metrics: list[str]
+    tags: list[Tags]
+    groups: list[tuple[str, int, list[tuple[int, bytes]]]]
+    slice: int
+    indexedAt: float
+
+
+class ShapeMemo:
+    """
+    What one target's writes looked like (a L{WriteShape}), learnt once
+    one was acknowledged; kept by the target's schedule.
+    """
+
+    shape: WriteShape | None = None
+
+
+def learnShape(points: list[Point], plan: WritePlan, cache: WriteCache
+               ) -> WriteShape | None:
+    """
+    The shape of an acknowledged write planned by L{planWrite}, or
+    C{None} when it has none to reuse: rows in overflow partitions, or an
+    index row of the first point's slice not in the cache.
+    """
+    if not points or plan.overflowed or plan.shaped:
+        return None
+    number = points[0].ts_ms // cache.sliceMs
+    series = cache.series
+    written = cache.index
+    positions: dict[bytes, list[int]] = {}
+    oldest = None
+    for position, point in enumerate(points):
+        entry = series.get((point.metric, point.tags))
+        if entry is None:
+            return None
+        identifier = entry[0]
+        found = positions.get(identifier)
+        if found is not None:
+            found.append(position)
+            continue
+        positions[identifier] = [position]
+        source = plan.sources.get(identifier)
+        when = None if source is None else \
+            written.get((identifier, number, source))
+        if when is None:
+            return None
+        oldest = when if oldest is None else min(oldest, when)
+    assert oldest is not None
+    groups: dict[str, list[tuple[int, bytes]]] = {}
+    for identifier, places in positions.items():
+        members = groups.setdefault(plan.sources[identifier], [])
+        members.extend((position, identifier) for position in places)
+    return WriteShape([point.metric for point in points],
+                      [point.tags for point in points],
+                      [(source, plan.widths[source], members)
+                       for source, members in groups.items()],
+                      number, oldest)
+
+
+def planShaped(points: list[Point], shape: WriteShape, cache: WriteCache,
+               now: float) -> WritePlan | None:
+    """
+    The plan L{planWrite} would make of C{points}, made from the shape of
+    an earlier write of the same series, or C{None} when the shape does
+    not fit: other series or order, several times, another index slice,
+    index rows due to be written again, or a partition that would
+    overflow.
+    """
+    count = len(points)
+    metrics = shape.metrics
+    tags = shape.tags
+    if count != len(tags) or not count:
+        return None
+    ts = points[0].ts_ms
+    if ts // cache.sliceMs != shape.slice:
+        return None
+    refreshAfter = cache.refreshAfter
+    if refreshAfter is not None and now - shape.indexedAt >= refreshAfter:
+        return None
+    for position, point in enumerate(points):
+        if point.tags is not tags[position] or point.ts_ms != ts \
+                or point.metric != metrics[position]:
+            return None
+    partitions: dict[tuple[str, int], list[tuple[bytes, int, float]]] = {}
+    widths: dict[str, int] = {}
+    for source, width, members in shape.groups:
+        partitions[(source, ts // width)] = [
+            (identifier, ts, points[position].value)
+            for position, identifier in members]
+        widths[source] = width
+    counted = cache.partitionRows
+    bound = cache.maxPartitionRows
+    used = {key: counted.get(key, 0) + len(rows)
+            for key, rows in partitions.items()}
+    if any(rows > bound for rows in used.values()):
+        return None
+    for key, rows in used.items():
+        counted[key] = rows
+        counted.move_to_end(key)
+    while len(counted) > cache.size:
+        counted.popitem(last=False)
+    plan = WritePlan(partitions, widths=widths, count=count, shaped=True)
+    plan.bucketRows = [key for key in partitions
+                       if not cache.fresh(cache.buckets, key, now)]
+    if cache.rollups:
+        plan.dirtyRows = _dirty(partitions, widths, cache, now)
+    return plan
+
+
 def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
-              nodeSeries: dict[str, int] | None = None) -> WritePlan:
+              nodeSeries: dict[str, int] | None = None,
+              memo: ShapeMemo | None = None) -> WritePlan:
     """
     Group points by partition and list the index rows they need.
 
@@ -184,7 +321,14 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
     @param nodeSeries: those counts, when the points are a slice of a
         larger write (L{seriesPerNode} of the whole write), so that a slice
         places its series as the whole write would.
+    @param memo: the shape of the same target's writes, used when it fits
+        (see L{planShaped}); learnt with L{learnShape}.
     """
+    if memo is not None and memo.shape is not None and nodeSeries is None \
+            and isinstance(points, list):
+        shaped = planShaped(points, memo.shape, cache, now)
+        if shaped is not None:
+            return shaped
     # Series by identifier (whose hash Python keeps), each with its key,
     # node and points.
     bySeries: dict[bytes, tuple[SeriesKey, str | None, list[Point]]] = {}
@@ -227,6 +371,7 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
     plan = WritePlan(partitions, count=count)
     indexRows = plan.indexRows
     widths = plan.widths
+    sources = plan.sources
     written = cache.index
     refreshAfter = cache.refreshAfter
     for identifier, (key, node, seriesPoints) in bySeries.items():
@@ -235,6 +380,7 @@ def planWrite(points: Iterable[Point], cache: WriteCache, now: float,
         else:
             source, width = nodePlacement[node]
         widths[source] = width
+        sources[identifier] = source
         slices = set()
         for point in seriesPoints:
             ts = point.ts_ms
@@ -293,6 +439,7 @@ def placeOverflow(plan: WritePlan, partitionKey: tuple[str, int],
     """
     source, bucket = partitionKey
     width = plan.widths[source]
+    plan.overflowed = True
     counted = cache.partitionRows
     bound = cache.maxPartitionRows
     rows = plan.partitions.pop(partitionKey)

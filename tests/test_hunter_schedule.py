@@ -30,7 +30,7 @@ class RecordingStore:
     def __init__(self):
         self.writes = []
 
-    def writePoints(self, points, indexBehind=False):
+    def writePoints(self, points, indexBehind=False, memo=None):
         self.writes.append(list(points))
         return succeed(len(points))
 
@@ -345,7 +345,7 @@ class SlowStore:
         self.pending = []
         self.stored = []
 
-    def writePoints(self, points, indexBehind=False):
+    def writePoints(self, points, indexBehind=False, memo=None):
         d = Deferred()
         self.pending.append((list(points), d))
         return d

@@ -320,8 +320,8 @@ class SlowFirstWrites(ConnectedStore):
         self.delay = delay
         self.seen: set[object] = set()
 
-    def writePoints(self, points: list[Any], indexBehind: bool = False
-                    ) -> Deferred[None]:
+    def writePoints(self, points: list[Any], indexBehind: bool = False,
+                    memo: Any = None) -> Deferred[None]:
         tags = points[0].tags
         if tags in self.seen:
             return succeed(None)

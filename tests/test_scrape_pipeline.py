@@ -44,7 +44,7 @@ class Store:
         self.down = down
         self.written: list[list] = []
 
-    def writePoints(self, points, indexBehind=False):
+    def writePoints(self, points, indexBehind=False, memo=None):
         if self.down:
             return fail(StoreUnavailable("cannot reach Cassandra"))
         self.written.append(list(points))

@@ -19,6 +19,7 @@ from meetrd.store import (
     MetricStore,
     StoreUnavailable,
 )
+from meetrd.writeplan import ShapeMemo
 
 pytestmark = pytest.mark.cassandra
 
@@ -354,6 +355,42 @@ async def test_indexBehindPointsIsWrittenWhole(store, cql, keyspace):
     assert queue.written - before == 4000
     assert (await search(store, "behind.api", BASE, BASE + 10_000,
                          "sum"))["value"] == 3.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_shapedWritesAreInCassandra(store, monkeypatch):
+    """
+    A hunted page of 103 series written 30 times with its target's memo:
+    every write after the first is planned from the page's shape, and
+    every point of every write is found, summed and counted by series.
+    """
+    import meetrd.store
+    shaped = []
+    plain = meetrd.store.planWrite
+
+    def spy(*args, **kwargs):
+        plan = plain(*args, **kwargs)
+        shaped.append(plan.shaped)
+        return plan
+
+    monkeypatch.setattr(meetrd.store, "planWrite", spy)
+    tags = [freezeTags({"node": "shaped-1", "slot": str(i)})
+            for i in range(103)]
+    memo = ShapeMemo()
+    for scrape in range(30):
+        page = [Point("shaped.m", frozen, BASE + scrape * 10_000,
+                      float(scrape))
+                for frozen in tags]
+        assert await store.writePoints(page, indexBehind=True,
+                                       memo=memo) == 103
+    assert shaped == [False] + [True] * 29
+    await store.whenIdle()
+    found = await search(store, "shaped.m", BASE, BASE + 300_000, "count",
+                         groupBy="slot")
+    assert found["value"] == 30 * 103
+    assert len(found["groups"]) == 103
+    total = await search(store, "shaped.m", BASE, BASE + 300_000, "sum")
+    assert total["value"] == 103 * sum(range(30))
 
 
 @pytest_twisted.ensureDeferred

@@ -32,8 +32,9 @@ from twisted.logger import Logger
 from meetrd.hunter.fetch import FetchError, Fetcher
 from meetrd.hunter.pages import PageCache, PageError, PageLimits, parsePage
 from meetrd.hunter.targets import Target, startOffset
-from meetrd.points import Point, freezeTags
+from meetrd.points import Point, Tags, freezeTags
 from meetrd.store import StoreUnavailable
+from meetrd.writeplan import ShapeMemo
 
 FIRST_BACKOFF = 0.25
 ON_TIME_SHARE = 0.1
@@ -85,6 +86,10 @@ class ScrapeOrder:
         C{None} tries once.
     @ivar health: whether the scrape's C{up}, C{scrape_duration_seconds}
         and C{scrape_samples_scraped} points are written with its samples.
+    @ivar memo: the shape of the target's writes, which plans the next
+        one (see L{meetrd.writeplan.WriteShape}).
+    @ivar healthTags: C{tags} frozen once for the target, so that its
+        health points keep one tag tuple from scrape to scrape.
     """
 
     url: str
@@ -96,6 +101,8 @@ class ScrapeOrder:
     followRedirects: bool = True
     retryBefore: float | None = None
     health: bool = False
+    memo: ShapeMemo | None = None
+    healthTags: Tags | None = None
 
 
 @dataclass
@@ -180,7 +187,9 @@ class Scraper:
             outcome.error = f"internal error: {type(e).__name__}"
         outcome.duration = self.reactor.seconds() - start
         if order.health:
-            points.extend(healthPoints(order.tags, order.startMs,
+            frozen = order.healthTags if order.healthTags is not None \
+                else freezeTags(order.tags)
+            points.extend(healthPoints(frozen, order.startMs,
                                        outcome.error is None,
                                        outcome.duration, outcome.samples))
         if beforeWrite is not None:
@@ -191,7 +200,8 @@ class Scraper:
             # New series' index rows are written behind the points
             # (meetrd.indexqueue): a thousand new nodes do not hold their
             # first scrapes back.
-            await self.store.writePoints(points, indexBehind=True)
+            await self.store.writePoints(points, indexBehind=True,
+                                         memo=order.memo)
         except StoreUnavailable as e:
             outcome.error = outcome.error or f"store: {e}"
         except Exception as e:
@@ -217,12 +227,12 @@ class Scraper:
                 backoff *= 2
 
 
-def healthPoints(tags: dict[str, str], startMs: int, ok: bool,
+def healthPoints(frozen: Tags, startMs: int, ok: bool,
                  duration: float, samples: int) -> list[Point]:
     """
-    The points a scrape writes about itself, as Prometheus does.
+    The points a scrape writes about itself, as Prometheus does, with the
+    target's tags C{frozen}.
     """
-    frozen = freezeTags(tags)
     return [
         Point("up", frozen, startMs, 1.0 if ok else 0.0),
         Point("scrape_duration_seconds", frozen, startMs, duration),
@@ -246,6 +256,8 @@ class ScrapeLoop:
         self.health = TargetHealth()
         self.onResult = onResult
         self._cache = PageCache()
+        self._memo = ShapeMemo()
+        self._healthTags = freezeTags(target.tags)
         self._start: Any = None
         self._loop: LoopingCall | None = None
         # Scrapes not finished yet (their points may still be on their
@@ -333,7 +345,8 @@ class ScrapeLoop:
         startMs = int(start * 1000)
         order = ScrapeOrder(target.url, target.timeout, target.format,
                             target.tags, startMs, self._cache,
-                            retryBefore=nextTick, health=True)
+                            retryBefore=nextTick, health=True,
+                            memo=self._memo, healthTags=self._healthTags)
 
         writing = False
 
