@@ -39,7 +39,7 @@ from meetrd.driverbridge import executeAsync
 from meetrd.indexqueue import IndexQueue
 from meetrd.logs import briefReason
 from meetrd.points import Point
-from meetrd.binding import pointBatch
+from meetrd.binding import indexBatch, pointBatch
 from meetrd.readplan import (
     PRUNE_OVER,
     IndexPlan,
@@ -742,12 +742,9 @@ class MetricStore:
             return _failed(e)
         assert self._cache is not None
         insert = statements.insertIndex
-        indexTTL = self._cache.ttl
-        bounds = [insert.bind((row.metric, row.slice, row.seriesId,
-                               row.source, row.bucketMs, dict(row.tags),
-                               indexTTL)) for row in rows]
         return self._indexSemaphore.run(
-            self._run, _batchOf(bounds, insert.consistency_level), None)
+            self._run, indexBatch(insert, rows, self._cache.ttl,
+                                  insert.consistency_level), None)
 
     def _smallRowBatches(self, byPartition: dict[Any, list[Any]],
                          level: Any) -> list[Any]:

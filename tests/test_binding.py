@@ -11,12 +11,16 @@ from cassandra import ConsistencyLevel
 from cassandra.query import BatchType
 
 from meetrd import schema
-from meetrd.binding import pointBatch
+from meetrd.binding import indexBatch, pointBatch
+from meetrd.points import freezeTags
 from meetrd.settings import settingsFromMapping
+from meetrd.writeplan import IndexRow
 
 pytestmark = pytest.mark.cassandra
 
-ROWS = [(bytes([i]) * 16, 1_800_000_000_000 + i * 1_001, value)
+# Runs of rows at one time (as a scrape's are) and rows at times of their
+# own.
+ROWS = [(bytes([i]) * 16, 1_800_000_000_000 + (i // 3) * 1_001, value)
         for i, value in enumerate([0.0, -1.5, 1e308, -0.0, 3.14159, 2.0 ** -1074,
                                    42.0])]
 
@@ -74,3 +78,57 @@ def test_rowsLandAsWritten(cql, tables):
     one = list(cql.execute(f"SELECT value FROM {tables}.points WHERE "
                            f"source = 'n:bind:3' AND bucket = 7"))
     assert [r.value for r in one] == [0.0]
+
+
+INDEX_ROWS = [IndexRow("cpu.seconds", 20_000, bytes([i]) * 16, source, width,
+                       freezeTags(tags))
+              for i, (source, width, tags) in enumerate([
+                  ("n:web-1", 3_600_000, {"node": "web-1", "mode": "idle"}),
+                  ("n:web-1", 3_600_000, {"node": "web-1", "mode": "user"}),
+                  ("s:00ff", 86_400_000, {}),
+                  ("n:bücher~1", 600_000, {"node": "bücher", "zone": "é 東"}),
+                  ("n:web-2", 3_600_000, {"node": "web-2", "a": "", "": "b"}),
+              ])]
+
+
+@pytest.mark.parametrize("ttl", [0, 86_400])
+def test_indexRowsSameBytesAsTheDriver(cql, tables, ttl):
+    """
+    Every index row of the batch holds the values the driver's binding of
+    the same row gives (its map of tags included, empty, unicode or with
+    empty keys and values), byte for byte; the batch is routed by its
+    first row, unlogged, at the level asked.
+    """
+    insert = cql.prepare(schema.INSERT_INDEX.format(ks=tables))
+    batch = indexBatch(insert, INDEX_ROWS, ttl, ConsistencyLevel.QUORUM)
+
+    def bound(row):
+        return insert.bind((row.metric, row.slice, row.seriesId, row.source,
+                            row.bucketMs, dict(row.tags), ttl))
+
+    assert [list(values) for _, _, values in
+            batch._statements_and_parameters] == \
+        [bound(row).values for row in INDEX_ROWS]
+    assert batch.routing_key == bound(INDEX_ROWS[0]).routing_key
+    assert batch.consistency_level == ConsistencyLevel.QUORUM
+    assert batch.batch_type == BatchType.UNLOGGED
+
+
+def test_indexRowsLandAsWritten(cql, tables):
+    """
+    The index rows written to the node read back with their tags, and the
+    tag index finds them by a tag.
+    """
+    insert = cql.prepare(schema.INSERT_INDEX.format(ks=tables))
+    cql.execute(indexBatch(insert, INDEX_ROWS, 0, ConsistencyLevel.ONE))
+    read = {r.series_id: (r.source, r.bucket_ms, dict(r.tags or {}))
+            for r in cql.execute(
+                f"SELECT series_id, source, bucket_ms, tags FROM "
+                f"{tables}.series_index WHERE metric = 'cpu.seconds' "
+                f"AND slice = 20000")}
+    assert read == {row.seriesId: (row.source, row.bucketMs, dict(row.tags))
+                    for row in INDEX_ROWS}
+    found = cql.execute(
+        f"SELECT series_id FROM {tables}.series_index WHERE metric = "
+        f"'cpu.seconds' AND slice = 20000 AND tags['zone'] = 'é 東'")
+    assert [r.series_id for r in found] == [INDEX_ROWS[3].seriesId]
