@@ -3,7 +3,7 @@ cassandra-driver's Twisted connection class, the one place that names it.
 
 It is deprecated in cassandra-driver 3.30 (hence the pin below 3.31); the
 warning it gives on every new connection is silenced here, and only that
-warning.  Four faults of the driver's class are mended by a subclass:
+warning.  Five faults of the driver's classes are mended by a subclass:
 
   - a refused connection left its Deferred unhandled (an "Unhandled error
     in Deferred" in the log) and was only noticed after C{connect_timeout};
@@ -16,7 +16,12 @@ warning.  Four faults of the driver's class are mended by a subclass:
     waker pipe (a system call) even when the caller is the reactor thread
     itself, as it is for every request meetrd sends; on the reactor thread
     they are now written and scheduled directly (at 1,000 requests a
-    second, that was about a tenth of the reactor's time).
+    second, that was about a tenth of the reactor's time);
+  - with protocol v5, a read that ended inside the six bytes of a
+    segment's header lost those bytes (the connection's buffer was cut at
+    its end rather than at the segment's start), and the connection died
+    with "CRC mismatch on header" at the next read: under load, every few
+    minutes; the bytes are now kept for the next read.
 """
 
 from __future__ import annotations
@@ -143,6 +148,18 @@ def twistedConnectionClass() -> type:
             loop._timers.add_timer(timer)
             loop._schedule_timeout(timer.end)
             return timer
+
+        def _process_segment_buffer(self) -> None:
+            buffered = self._io_buffer
+            if buffered.readable_io_bytes() < \
+                    self._segment_codec.header_length_with_crc:
+                # Part of a header: keep it, from its first byte, for the
+                # next read (the driver leaves the buffer at its end,
+                # which the caller then cuts at).
+                buffered._segment_consumed = False
+                buffered.io_buffer.seek(0)
+                return
+            super()._process_segment_buffer()
 
         def _connectFailed(self, failure: Any) -> None:
             """
