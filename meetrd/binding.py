@@ -18,7 +18,7 @@ binding of a row with its map of tags costs about 9 µs.
 from __future__ import annotations
 
 import struct
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 __all__ = ["indexBatch", "pointBatch"]
 
@@ -48,24 +48,61 @@ def pointBatch(insert: Any, source: str, bucket: int,
     batch.add(insert, (source, bucket, *first, *ttlValue))
     if len(rows) == 1:
         return batch
-    sourceBytes = source.encode("utf-8")
-    bucketBytes = _BIGINT(bucket)
-    ttlBytes = (_INT(ttl),) if ttl else ()
-    queryId = insert.query_id
-    # The list BatchStatement.add fills with (prepared?, query id, values).
-    # The values are a tuple of bytes, which the garbage collector stops
-    # tracking at its first look (a list it would walk at every one).
-    # The rows of a scrape share one time: its bytes are packed once.
-    lastTs = first[1]
-    tsBytes = _BIGINT(lastTs)
-    add = batch._statements_and_parameters.append
-    for identifier, ts, value in rows[1:]:
-        if ts != lastTs:
-            lastTs = ts
-            tsBytes = _BIGINT(ts)
-        add((True, queryId, (sourceBytes, bucketBytes, identifier,
-                             tsBytes, _DOUBLE(value), *ttlBytes)))
+    # The rows' entries (prepared?, query id, values) are made only while
+    # the driver encodes the batch: kept as packed columns meanwhile, the
+    # rows of the requests in flight are a few lists for the garbage
+    # collector to walk rather than two tuples a row.
+    batch._statements_and_parameters = PackedRows(
+        batch._statements_and_parameters[0], insert.query_id,
+        source.encode("utf-8"), _BIGINT(bucket), rows[1:],
+        (_INT(ttl),) if ttl else ())
     return batch
+
+
+class PackedRows:
+    """
+    The entries of a batch for the rows of one partition after its first
+    (what C{BatchStatement.add} would have listed), kept packed: the
+    series ids, times and values as three lists of bytes.  The driver only
+    counts and iterates them (C{BatchMessage.send_body}), again if it
+    sends the batch again.
+    """
+
+    __slots__ = ("_first", "_queryId", "_source", "_bucket", "_ids",
+                 "_times", "_values", "_ttl")
+
+    def __init__(self, first: Any, queryId: bytes, source: bytes,
+                 bucket: bytes, rows: Sequence[tuple[bytes, int, float]],
+                 ttl: tuple[bytes, ...]) -> None:
+        self._first = first
+        self._queryId = queryId
+        self._source = source
+        self._bucket = bucket
+        self._ttl = ttl
+        self._ids = [identifier for identifier, _, _ in rows]
+        # The rows of a scrape share one time: its bytes are packed once.
+        times = []
+        lastTs = None
+        packed = b""
+        for _, ts, _ in rows:
+            if ts != lastTs:
+                lastTs = ts
+                packed = _BIGINT(ts)
+            times.append(packed)
+        self._times = times
+        self._values = [_DOUBLE(value) for _, _, value in rows]
+
+    def __len__(self) -> int:
+        return 1 + len(self._ids)
+
+    def __iter__(self) -> Iterator[tuple[bool, bytes, tuple[bytes, ...]]]:
+        yield self._first
+        queryId, source, bucket, ttl = (self._queryId, self._source,
+                                        self._bucket, self._ttl)
+        for identifier, ts, value in zip(self._ids, self._times,
+                                         self._values):
+            yield (True, queryId, (source, bucket, identifier, ts, value,
+                                   *ttl))
 
 
 def _text(value: str) -> bytes:

@@ -41,8 +41,9 @@ def tables(cql, keyspace, node):
 def test_sameBytesAsTheDriver(cql, tables, ttl):
     """
     Every row of the batch holds the values the driver's binding of the
-    same row gives, byte for byte, with and without a TTL; the batch is
-    routed by its partition, unlogged, at the level asked.
+    same row gives, byte for byte, with and without a TTL, as often as the
+    batch is encoded; the batch is routed by its partition, unlogged, at
+    the level asked.
     """
     insert = cql.prepare(schema.INSERT_POINT.format(ks=tables) +
                          (schema.WITH_TTL if ttl else ""))
@@ -55,6 +56,11 @@ def test_sameBytesAsTheDriver(cql, tables, ttl):
             batch._statements_and_parameters] == expected
     assert {queryId for _, queryId, _ in batch._statements_and_parameters} \
         == {insert.query_id}
+    # The driver counts the entries and may encode them more than once (a
+    # retry on another connection).
+    assert len(batch) == len(ROWS)
+    assert list(batch._statements_and_parameters) == \
+        list(batch._statements_and_parameters)
     assert batch.routing_key == insert.bind(
         ("n:bind:1", 500_000, *ROWS[0], *ttlValue)).routing_key
     assert batch.consistency_level == ConsistencyLevel.QUORUM
