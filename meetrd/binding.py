@@ -61,11 +61,12 @@ def pointBatch(insert: Any, source: str, bucket: int,
 
 class PackedRows:
     """
-    The entries of a batch for the rows of one partition after its first
-    (what C{BatchStatement.add} would have listed), kept packed: the
-    series ids, times and values as three lists of bytes.  The driver only
-    counts and iterates them (C{BatchMessage.send_body}), again if it
-    sends the batch again.
+    The entries of a batch for the rows of one partition (what
+    C{BatchStatement.add} would have listed): the first as the driver
+    bound it, the others kept packed, their series ids, times and values
+    as three lists of bytes, and made into entries while they are
+    iterated.  The driver only counts and iterates them
+    (C{BatchMessage.send_body}), again if it sends the batch again.
     """
 
     __slots__ = ("_first", "_queryId", "_source", "_bucket", "_ids",
