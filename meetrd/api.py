@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from meetrd.admission import AdmissionGate
 from meetrd.auth import AuthError, Authorizer
+from meetrd.batchshapes import BatchShapes
 from meetrd.consolefiles import SECURITY_HEADERS, ConsoleFiles
 from meetrd.decoding import (
     fetchOf,
@@ -35,7 +36,8 @@ from meetrd.promql.httpapi import QueryAPI
 from meetrd.remotewrite import Received, SeriesCache
 from meetrd.search import SearchTimedOut, runSearch
 from meetrd.settings import Settings
-from meetrd.store import ReadProgress, StoreUnavailable
+from meetrd.points import Point
+from meetrd.store import WRITE_SLICE, ReadProgress, StoreUnavailable
 from meetrd.validation import BatchProblems, FieldProblem, Unprocessable
 from meetrd.web import ApiError, jsonBody
 
@@ -85,6 +87,7 @@ class MetricsAPI:
         self.searches = AdmissionGate(settings.http.max_searches_in_flight,
                                       "searches")
         self.remoteSeries = SeriesCache()
+        self.shapes = BatchShapes(WRITE_SLICE)
         self.queries = QueryAPI(
             store, settings.limits, clock,
             None if selfMetrics is None
@@ -128,11 +131,12 @@ class MetricsAPI:
             # A large JSON body is checked in slices (a Deferred),
             # anything else at once; either way a bad batch fails before
             # any write.
+            limits = self.settings.limits
             d = maybeDeferred(
-                pointsOf, request, self.settings.limits,
+                pointsOf, request, limits,
                 self.settings.http.max_body_size, self._nowMs(),
-                self.cooperator)
-            return d.addCallback(self.store.writePoints)
+                self.cooperator, self.shapes.tagSets(limits))
+            return d.addCallback(self._writeBatch)
 
         d = self.writes.run(check)
 
@@ -142,6 +146,14 @@ class MetricsAPI:
             return _respond(request, 200, {"status": "ok", "written": count})
 
         return d.addCallback(written)
+
+    def _writeBatch(self, points: list[Point]) -> Deferred[int]:
+        """
+        Write a checked batch, planned from the shape of the earlier
+        writes of its signature when they fit (see L{meetrd.batchshapes}).
+        """
+        return self.store.writePoints(points,
+                                      memo=self.shapes.memoFor(points))
 
     @app.route("/api/v1/write", methods=["POST"])
     def remoteWrite(self, request: IRequest) -> Any:

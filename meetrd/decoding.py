@@ -20,7 +20,7 @@ from twisted.web.iweb import IRequest
 from meetrd.aggregate import AGGREGATIONS, isAggregation
 from meetrd.durations import DurationError, DurationTooLong, parseDuration
 from meetrd.jsonbatch import LARGE_BODY, decodeBatch, decodeBatchInSlices
-from meetrd.points import Point
+from meetrd.points import Point, Tags
 from meetrd.remotewrite import Received, SeriesCache, decodeWriteRequest
 from meetrd.remotewrite import pointsOf as remotePointsOf
 from meetrd.search import Query
@@ -162,12 +162,15 @@ def readBody(request: IRequest, limit: int) -> bytes:
 
 
 def pointsOf(request: IRequest, limits: Limits, maxBodySize: int,
-             nowMs: int, cooperator: Cooperator
+             nowMs: int, cooperator: Cooperator,
+             tagSets: dict[Any, Tags] | None = None
              ) -> list[Point] | Deferred[list[Point]]:
     """
     The points a write sends, checked whole: one point (form fields), a
     batch (form field C{batch} plus C{metrics}) or a JSON body, a large
-    one checked in slices on C{cooperator} (then a Deferred).
+    one checked in slices on C{cooperator} (then a Deferred).  A JSON
+    body's tag sets are looked up in C{tagSets} (see
+    L{meetrd.jsonbatch.decodeBatch}).
     """
     contentType = (request.getHeader(b"content-type") or b"")
     mediaType = contentType.split(b";")[0].strip().lower()
@@ -175,8 +178,9 @@ def pointsOf(request: IRequest, limits: Limits, maxBodySize: int,
         body = readBody(request, maxBodySize)
         if len(body) > LARGE_BODY:
             return decodeBatchInSlices(body, limits, nowMs, cooperator,
-                                       field="(body)")
-        return decodeBatch(body, limits, nowMs, field="(body)")
+                                       field="(body)", tagSets=tagSets)
+        return decodeBatch(body, limits, nowMs, field="(body)",
+                           tagSets=tagSets)
     if mediaType not in (b"application/x-www-form-urlencoded",
                          b"multipart/form-data", b""):
         raise ApiError(415, {

@@ -15,7 +15,7 @@ C{tests/test_jsonbatch.py} checks on generated batches.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, Union
 
 import msgspec
 from twisted.internet.defer import Deferred
@@ -74,15 +74,20 @@ _FAST_REFUSED = (msgspec.MsgspecError, _Slow, FieldProblem)
 
 
 def decodeBatch(data: bytes, limits: Limits, nowMs: int,
-                field: str = "(body)") -> list[Point]:
+                field: str = "(body)",
+                tagSets: dict[Any, Tags] | None = None) -> list[Point]:
     """
     The points of a JSON batch (a list of points, or an object whose
     C{metrics} is one), checked whole: raise what L{checkBatch} raises for
     a bad batch.
+
+    @param tagSets: raw tag items already checked under C{limits}, with
+        their frozen tags, kept from one batch to the next (see
+        L{meetrd.batchshapes}); the batch's new ones are added to it.
     """
     points: list[Point] = []
     try:
-        for _ in _steps(data, limits, nowMs, points):
+        for _ in _steps(data, limits, nowMs, points, tagSets):
             pass
         return points
     except _FAST_REFUSED:
@@ -90,7 +95,8 @@ def decodeBatch(data: bytes, limits: Limits, nowMs: int,
 
 
 def decodeBatchInSlices(data: bytes, limits: Limits, nowMs: int,
-                        cooperator: Cooperator, field: str = "(body)"
+                        cooperator: Cooperator, field: str = "(body)",
+                        tagSets: dict[Any, Tags] | None = None
                         ) -> Deferred[list[Point]]:
     """
     L{decodeBatch}, a slice of L{SLICE} items per step of C{cooperator},
@@ -103,7 +109,7 @@ def decodeBatchInSlices(data: bytes, limits: Limits, nowMs: int,
         failure.trap(*_FAST_REFUSED)
         return _fullCheck(data, limits, nowMs, field)
 
-    task = cooperator.cooperate(_steps(data, limits, nowMs, points))
+    task = cooperator.cooperate(_steps(data, limits, nowMs, points, tagSets))
     return task.whenDone().addCallback(lambda _: points).addErrback(refused)
 
 
@@ -115,8 +121,8 @@ def _fullCheck(data: bytes, limits: Limits, nowMs: int,
     return checkBatch(document, limits, nowMs, field=field)
 
 
-def _steps(data: bytes, limits: Limits, nowMs: int,
-           points: list[Point]) -> Iterator[None]:
+def _steps(data: bytes, limits: Limits, nowMs: int, points: list[Point],
+           tagSets: dict[Any, Tags] | None = None) -> Iterator[None]:
     """
     Decode and check a batch into C{points}, yielding between slices;
     raise at the first thing the fast path does not take.
@@ -140,7 +146,8 @@ def _steps(data: bytes, limits: Limits, nowMs: int,
         # The scan of a large body is a step of its own.
         yield None
     metrics: set[str] = set()
-    tagSets: dict[tuple[tuple[str, str], ...], Tags] = {}
+    if tagSets is None:
+        tagSets = {}
     times: dict[object, int] = {}
     append = points.append
     for items in slices:

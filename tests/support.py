@@ -62,6 +62,26 @@ def uniqueKeyspace(prefix: str = "t") -> str:
     return f"meetr_{prefix}_{uuid.uuid4().hex[:12]}"
 
 
+def recordShapedPlans(monkeypatch: Any) -> list[bool]:
+    """
+    Whether each write the store plans from now on was planned from a
+    shape (C{WritePlan.shaped}), in order; the test's C{monkeypatch} puts
+    the store's planner back afterwards.
+    """
+    import meetrd.store
+
+    shaped: list[bool] = []
+    plain = meetrd.store.planWrite
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        plan = plain(*args, **kwargs)
+        shaped.append(plan.shaped)
+        return plan
+
+    monkeypatch.setattr(meetrd.store, "planWrite", recording)
+    return shaped
+
+
 def daemonSettings(keyspace: str, node: tuple[str, int], **extra: Any
                    ) -> dict[str, Any]:
     """

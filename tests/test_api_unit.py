@@ -34,7 +34,7 @@ class HeldStore:
         self.writes = []
         self.searches = []
 
-    def writePoints(self, points):
+    def writePoints(self, points, memo=None):
         d = Deferred()
         self.writes.append((list(points), d))
         return d

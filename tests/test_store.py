@@ -20,6 +20,7 @@ from meetrd.store import (
     StoreUnavailable,
 )
 from meetrd.writeplan import ShapeMemo
+from tests.support import recordShapedPlans
 
 pytestmark = pytest.mark.cassandra
 
@@ -364,16 +365,7 @@ async def test_shapedWritesAreInCassandra(store, monkeypatch):
     every write after the first is planned from the page's shape, and
     every point of every write is found, summed and counted by series.
     """
-    import meetrd.store
-    shaped = []
-    plain = meetrd.store.planWrite
-
-    def spy(*args, **kwargs):
-        plan = plain(*args, **kwargs)
-        shaped.append(plan.shaped)
-        return plan
-
-    monkeypatch.setattr(meetrd.store, "planWrite", spy)
+    shaped = recordShapedPlans(monkeypatch)
     tags = [freezeTags({"node": "shaped-1", "slot": str(i)})
             for i in range(103)]
     memo = ShapeMemo()
