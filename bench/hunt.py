@@ -304,6 +304,10 @@ def selfMetrics(daemon: Daemon) -> dict[str, Any]:
             elif name == "meetr_gc_seconds_total":
                 # Daemons from before the collector was timed have none.
                 out["gc_seconds"] = out.get("gc_seconds", 0.0) + value
+                generation = labels.get("generation", "")
+                byGeneration = out.setdefault("gc_by_generation", {})
+                byGeneration[generation] = byGeneration.get(generation,
+                                                            0.0) + value
     return out
 
 
@@ -928,7 +932,13 @@ def measure(step: Step, before: Snapshot, after: Snapshot,
     gcShare = None
     if "gc_seconds" in m1 and "gc_seconds" in m0 and reactorSeconds > 0:
         gcShare = (m1["gc_seconds"] - m0["gc_seconds"]) / reactorSeconds
+    gcByGeneration = {
+        generation: (seconds - m0.get("gc_by_generation", {}).get(
+            generation, 0.0)) / reactorSeconds
+        for generation, seconds in m1.get("gc_by_generation", {}).items()
+    } if reactorSeconds > 0 else {}
     return {
+        "gc_by_generation": gcByGeneration,
         "targets": step.targets,
         "seconds": seconds,
         "reactor_ms_per_scrape": reactorMs,
@@ -1091,7 +1101,11 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace,
                      f"/metrics answered in {r['read_seconds']:.2f}s at most; "
                      f"health {r['health']}; the garbage collector "
                      + ("not timed" if r.get("gc_share") is None else
-                        f"{pct(r['gc_share'])} of the reactor thread's CPU")
+                        f"{pct(r['gc_share'])} of the reactor thread's CPU"
+                        + (" (by generation: " + ", ".join(
+                            f"{g} {pct(v)}" for g, v in
+                            sorted(r["gc_by_generation"].items())) + ")"
+                           if r.get("gc_by_generation") else ""))
                      + (f"; last errors {r['errors']}" if r["errors"] else ""))
         w = r.get("settle")
         if w:
