@@ -77,11 +77,11 @@ from meetrd.writeplan import (
     ShapeMemo,
     WriteCache,
     WritePlan,
+    countSeriesPerNode,
     endedBy,
     indexRetention,
     learnShape,
     planWrite,
-    seriesPerNode,
 )
 
 # Rows of one partition sent as one unlogged batch at most.
@@ -563,7 +563,9 @@ class MetricStore:
             # The slices place their series as the whole write would.
             nodeSeries = None
             if self._cache is not None:
-                nodeSeries = seriesPerNode(points, self._cache)
+                nodeSeries = {}
+                yield from countSeriesPerNode(points, self._cache,
+                                              nodeSeries)
                 yield None
             for start in range(0, len(points), WRITE_SLICE):
                 started.append(self._writeSlice(

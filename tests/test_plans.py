@@ -21,7 +21,7 @@ from meetrd.readplan import (
     sourcesToPrune,
 )
 from meetrd.schema import MAX_INDEX_FILTERS
-from meetrd.writeplan import WriteCache, planWrite
+from meetrd.writeplan import WriteCache, countSeriesPerNode, planWrite
 
 DAY = 86_400_000
 
@@ -328,3 +328,32 @@ def test_readOfSeveralSourcesKeepsOnlyWhatWasAsked():
     alone = SourceBatch(["a"], 7, [b"x"], frozenset({("a", b"x")}))
     store._readSources("one", "many", alone, ()).addCallback(found.append)
     assert found[1] == [("a", b"x", 5)]
+
+
+def test_seriesCountedPerNodeInSteps():
+    """
+    C{countSeriesPerNode} yields after every C{step} points (not after the
+    last), fills its dictionary once exhausted, and counts each series of
+    a node once however many points it has; series without a node count
+    for none.
+    """
+    cache = WriteCache(0, DAY)
+    points = []
+    for i in range(12_345):
+        node = i % 31
+        tags = {"node": f"count-{node}", "cpu": str(i % 7)} if node else \
+            {"cpu": str(i % 7)}
+        points.append(Point(f"count.m{i % 11}", freezeTags(tags), i, 1.0))
+    expected = {}
+    for series in {(p.metric, p.tags) for p in points}:
+        node = dict(series[1]).get("node")
+        if node is not None:
+            expected[node] = expected.get(node, 0) + 1
+    perNode = {}
+    steps = countSeriesPerNode(points, cache, perNode, step=1_000)
+    for _ in range(12):
+        next(steps)
+        assert perNode == {}
+    assert list(steps) == []
+    assert perNode == expected
+    assert len(perNode) == 30

@@ -19,7 +19,7 @@ from meetrd.store import (
     MetricStore,
     StoreUnavailable,
 )
-from meetrd.writeplan import ShapeMemo
+from meetrd.writeplan import COUNT_STEP, ShapeMemo
 from tests.support import recordShapedPlans
 
 pytestmark = pytest.mark.cassandra
@@ -297,8 +297,18 @@ async def test_largeWriteGoesInSlices(store, cql, keyspace):
     ran = []
     placed = []
     writeSlice = store._writeSlice
+    # Reactor turns, counted until the first slice starts.
+    turns = [0]
+    firstSliceAt = []
+
+    def turn():
+        turns[0] += 1
+        if not firstSliceAt:
+            reactor.callLater(0, turn)
 
     def recorded(chunk, nodeSeries=None, indexBehind=False):
+        if not firstSliceAt:
+            firstSliceAt.append(turns[0])
         sliced.append((len(chunk), len(ran)))
         placed.append(nodeSeries)
         reactor.callLater(0, ran.append, len(sliced))
@@ -308,8 +318,12 @@ async def test_largeWriteGoesInSlices(store, cql, keyspace):
     batch = [Point(f"large.m{j}", freezeTags({"node": f"large-{n}"}),
                    BASE + 5000, float(n * 100 + j))
              for n in range(500) for j in range(100)]
+    reactor.callLater(0, turn)
     written = await store.writePoints(batch)
     assert written == 50_000
+    # The series of the 50,000 points were counted by node a step of
+    # COUNT_STEP points a turn before the first slice.
+    assert firstSliceAt[0] >= 50_000 // COUNT_STEP
     assert [size for size, _ in sliced] == [WRITE_SLICE] * (
         50_000 // WRITE_SLICE)
     assert [before for _, before in sliced] == list(range(len(sliced)))
