@@ -35,15 +35,26 @@ def executeAsync(reactor: Any, session: Any, statement: Any,
         result.errback(e)
         return result
 
+    # The future keeps these callbacks, and they reach the future through
+    # this list, emptied once the last page or the error is in: a future
+    # that referred to itself through them would wait for the garbage
+    # collector, with its request, its batch and its rows.
+    pending = [future]
+
     def onPage(page: Any) -> None:
+        if not pending:
+            return
         if page:
             rows.extend(page)
-        if future.has_more_pages:
-            future.start_fetching_next_page()
+        current = pending[0]
+        if current.has_more_pages:
+            current.start_fetching_next_page()
         else:
+            pending.clear()
             _handOver(reactor, _fire, result, rows)
 
     def onError(error: BaseException) -> None:
+        pending.clear()
         _handOver(reactor, _fail, result, error)
 
     future.add_callbacks(onPage, onError)

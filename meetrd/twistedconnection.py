@@ -3,7 +3,7 @@ cassandra-driver's Twisted connection class, the one place that names it.
 
 It is deprecated in cassandra-driver 3.30 (hence the pin below 3.31); the
 warning it gives on every new connection is silenced here, and only that
-warning.  Five faults of the driver's classes are mended by a subclass:
+warning.  Six faults of the driver's classes are mended by a subclass:
 
   - a refused connection left its Deferred unhandled (an "Unhandled error
     in Deferred" in the log) and was only noticed after C{connect_timeout};
@@ -21,7 +21,13 @@ warning.  Five faults of the driver's classes are mended by a subclass:
     segment's header lost those bytes (the connection's buffer was cut at
     its end rather than at the segment's start), and the connection died
     with "CRC mismatch on header" at the next read: under load, every few
-    minutes; the bytes are now kept for the next read.
+    minutes; the bytes are now kept for the next read;
+  - a request's timeout timer, cancelled when the answer came, stayed in
+    the timer heap until its end still holding the request (its future,
+    batch and rows): a request timeout's worth of answered requests alive
+    for the garbage collector to walk, promoted to its oldest generation
+    (at 200 scrapes a second and 5 s, about 1,300 requests and 60,000
+    objects); a cancelled timer now lets go of its request.
 """
 
 from __future__ import annotations
@@ -112,6 +118,17 @@ def twistedConnectionClass() -> type:
     class _QuietFactory(Factory):
         noisy = False
 
+    class _ReleasingTimer(Timer):  # type: ignore[misc]
+        """
+        A request's timeout timer that lets go of the request once it is
+        cancelled (the request answered): a cancelled timer stays in the
+        driver's timer heap until its end, a whole request timeout later.
+        """
+
+        def cancel(self) -> None:
+            self.canceled = True
+            self.callback = _nothing
+
     class MeetrTwistedConnection(TwistedConnection):  # type: ignore[misc]
         """
         The driver's Twisted connection, failing fast and quietly, with
@@ -141,10 +158,11 @@ def twistedConnectionClass() -> type:
 
         @classmethod
         def create_timer(cls, timeout: float, callback: Any) -> Any:
-            if not isInIOThread():
-                return super().create_timer(timeout, callback)
-            timer = Timer(timeout, callback)
+            timer = _ReleasingTimer(timeout, callback)
             loop = cls._loop
+            if not isInIOThread():
+                loop.add_timer(timer)
+                return timer
             loop._timers.add_timer(timer)
             loop._schedule_timeout(timer.end)
             return timer
@@ -169,6 +187,12 @@ def twistedConnectionClass() -> type:
             self.connected_event.set()
 
     return MeetrTwistedConnection
+
+
+def _nothing() -> None:
+    """
+    What a cancelled timer calls, should its end come first.
+    """
 
 
 def _isIPv6(host: str) -> bool:
