@@ -32,11 +32,11 @@ from meetrd.decoding import (
     queryOf,
     remoteWriteOf,
 )
+from meetrd.points import Point
 from meetrd.promql.httpapi import QueryAPI
 from meetrd.remotewrite import Received, SeriesCache
 from meetrd.search import SearchTimedOut, runSearch
 from meetrd.settings import Settings
-from meetrd.points import Point
 from meetrd.store import WRITE_SLICE, ReadProgress, StoreUnavailable
 from meetrd.validation import BatchProblems, FieldProblem, Unprocessable
 from meetrd.web import ApiError, jsonBody

@@ -234,3 +234,34 @@ async def test_agentBatchesArePlannedFromTheirShape(node, keyspace,
     finally:
         await port.stopListening()
         await store.close()
+
+
+def test_aBadBatchIsRefusedAsWithoutTheTable():
+    """
+    A batch with a bad tag is refused with the same problem (naming the
+    item and the field) whether its tags go through the shared table or
+    not, after a good batch filled the table; its good items' tags stay
+    usable for the next batch.
+    """
+    from meetrd.validation import BatchProblems, FieldProblem
+
+    shapes = BatchShapes(WRITE_SLICE)
+    now = int(time.time() * 1000)
+    good = agentBody(now // 1000 - 60)
+    decodeBatch(good, LIMITS, now, tagSets=shapes.tagSets(LIMITS))
+
+    def badTags(n, j):
+        if (n, j) == (1, 7):
+            return {"node": f"agent-{n}", "bad key!": "x"}
+        return {"node": f"agent-{n}", "dc": "par1"}
+
+    bad = agentBody(now // 1000 - 50, tags=badTags)
+    refused = []
+    for table in (shapes.tagSets(LIMITS), None):
+        with pytest.raises((FieldProblem, BatchProblems)) as raised:
+            decodeBatch(bad, LIMITS, now, tagSets=table)
+        refused.append((type(raised.value), str(raised.value)))
+    assert refused[0] == refused[1]
+    assert "47" in refused[0][1] and "tags" in refused[0][1]
+    again = decodeBatch(good, LIMITS, now, tagSets=shapes.tagSets(LIMITS))
+    assert again == decodeBatch(good, LIMITS, now)
