@@ -301,6 +301,11 @@ def selfMetrics(daemon: Daemon) -> dict[str, Any]:
                 out["cassandra_requests"] = value
             elif name == "meetr_cassandra_errors_total":
                 out["cassandra_errors"][labels["kind"]] = value
+            elif name == "meetr_hunter_targets":
+                out.setdefault("health", {})[labels["health"]] = value
+            elif name == "meetr_index_queue_rows":
+                # Daemons from before the index queue have none.
+                out["index_queue"] = value
             elif name == "meetr_gc_seconds_total":
                 # Daemons from before the collector was timed have none.
                 out["gc_seconds"] = out.get("gc_seconds", 0.0) + value
@@ -625,6 +630,7 @@ class HuntRun:
         self.targetFile = workdir / "targets" / "farm.yaml"
         self.statsPath: Path | None = None
         self.pids: dict[str, tuple[int, int | None]] = {}
+        self.changedAt = 0.0
 
     def start(self, total: int, farms: int, first: int) -> float:
         """
@@ -692,6 +698,7 @@ class HuntRun:
             partial.rename(self.targetFile)
         else:
             self.targetFile.unlink(missing_ok=True)
+        self.changedAt = time.monotonic()
         wanted = count if count or not self.args.cold else None
         deadline = time.monotonic() + 60
         while True:
@@ -721,8 +728,15 @@ class HuntRun:
         last = began
         timeline = []
         settled = False
+        # Timed from the change of the target file, which meetrd looks at
+        # once a second.
+        absorbed = AbsorbProbe(self.changedAt)
         while True:
-            time.sleep(max(0.0, last.mono + self.interval - time.monotonic()))
+            due = last.mono + self.interval
+            while absorbed.at is None and time.monotonic() < due - POLL:
+                time.sleep(POLL)
+                absorbed.poll(time.monotonic(), selfMetrics(self.daemon))
+            time.sleep(max(0.0, due - time.monotonic()))
             now = self.snapshot()
             seconds = now.mono - last.mono
             scrapes = now.targets["scrapes"] - last.targets["scrapes"]
@@ -741,13 +755,16 @@ class HuntRun:
             })
             last = now
             if elapsed >= args.warmup * self.interval - 0.5 and \
-                    unknown == 0 and requests <= 1.2 * scrapes + 10:
+                    unknown == 0 and requests <= 1.2 * scrapes + 10 and \
+                    absorbed.at is not None:
                 settled = True
                 break
             if elapsed >= limit:
                 break
         figures = warmupFigures(step, began, last, args)
-        figures.update({"settled": settled, "timeline": timeline})
+        figures.update({"settled": settled, "timeline": timeline,
+                        "absorbed_s": absorbed.at, "absorbed_by": absorbed.by,
+                        "queue_peak": absorbed.queuePeak})
         return figures, last
 
     def window(self, step: Step, spyPath: Path | None = None,
@@ -852,6 +869,55 @@ class HuntRun:
             self.daemon.stop()
         for farm in self.farms:
             farm.stop()
+
+
+# Seconds between the polls that time the absorbing of new targets.
+POLL = 0.5
+# The trailing seconds over which a daemon without an index queue gauge
+# must send about one request a scrape to count as having absorbed.
+TRAILING = 2.0
+
+
+class AbsorbProbe:
+    """
+    The moment new targets were absorbed, to a poll: every target has been
+    scraped and no index row waits.  A daemon with no index queue gauge
+    (from before the queue) has absorbed them once it has sent Cassandra
+    about one request a scrape over the last L{TRAILING} seconds.
+
+    @ivar at: seconds from C{start} (the change of the target file) to
+        the first poll that found them absorbed, or C{None} while none
+        has.
+    @ivar by: what told: C{"index queue"} or C{"request rate"}.
+    @ivar queuePeak: the most index rows seen waiting.
+    """
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.at: float | None = None
+        self.by: str | None = None
+        self.queuePeak = 0.0
+        self._polls: list[tuple[float, float, float]] = []
+
+    def poll(self, now: float, metrics: dict[str, Any]) -> None:
+        """
+        Look at one reading of C{/metrics}, taken at C{now}.
+        """
+        unknown = metrics.get("health", {}).get("unknown", 0.0)
+        queue = metrics.get("index_queue")
+        requests = metrics["cassandra_requests"]
+        scrapes = sum(metrics["scrapes"].values())
+        self._polls.append((now, requests, scrapes))
+        if queue is not None:
+            self.queuePeak = max(self.queuePeak, queue)
+            if unknown == 0 and queue == 0:
+                self.at, self.by = now - self.start, "index queue"
+            return
+        earlier = [p for p in self._polls if p[0] <= now - TRAILING]
+        if unknown == 0 and earlier:
+            _, r0, s0 = earlier[-1]
+            if requests - r0 <= 1.2 * (scrapes - s0) + 5:
+                self.at, self.by = now - self.start, "request rate"
 
 
 def warmupFigures(step: Step, boot: Snapshot, before: Snapshot,
@@ -1113,7 +1179,13 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace,
             lines.append(
                 f"  absorbing the {w['added']} added targets: "
                 f"{'settled' if w['settled'] else 'NOT settled'} after "
-                f"{w['seconds']:.0f}s; meanwhile {w['scrapes']} scrapes "
+                f"{w['seconds']:.0f}s ("
+                + ("absorbed after "
+                   f"{w['absorbed_s']:.1f}s by the {w['absorbed_by']}"
+                   if w.get("absorbed_s") is not None else "absorbed: not "
+                   "timed") + (f", at most {w['queue_peak']:.0f} index rows "
+                               "waiting" if w.get("queue_peak") else "")
+                + f"); meanwhile {w['scrapes']} scrapes "
                 f"({w['failures']} failed, {pct(w['on_time_of_started'])} "
                 f"of them on time), {w['cassandra_requests']:.0f} Cassandra "
                 f"requests, meetrd CPU {pct(w['meetrd_cpu'])}, /targets "
@@ -1300,8 +1372,14 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]
     The figures of each step before and after, side by side.
     """
     lines = ["| targets | on time of due, before / after | reactor ms per "
-             "scrape, before / after | after / before |",
-             "|---:|---:|---:|---:|"]
+             "scrape, before / after | after / before | added targets "
+             "absorbed in, before / after |",
+             "|---:|---:|---:|---:|---:|"]
+
+    def absorbed(r: dict[str, Any]) -> str:
+        seconds = r.get("settle", {}).get("absorbed_s")
+        return "–" if seconds is None else f"{seconds:.1f} s"
+
     byTargets = {r["targets"]: r for r in before if "error" not in r}
     for r in after:
         b = byTargets.get(r["targets"])
@@ -1312,7 +1390,8 @@ def compare(before: list[dict[str, Any]], after: list[dict[str, Any]]
             f"{pct(r['on_time_of_due'])} | "
             f"{b['reactor_ms_per_scrape']:.2f} / "
             f"{r['reactor_ms_per_scrape']:.2f} | "
-            f"{r['reactor_ms_per_scrape'] / b['reactor_ms_per_scrape']:.2f} |")
+            f"{r['reactor_ms_per_scrape'] / b['reactor_ms_per_scrape']:.2f} | "
+            f"{absorbed(b)} / {absorbed(r)} |")
     return "\n".join(lines)
 
 

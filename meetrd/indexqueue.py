@@ -20,7 +20,7 @@ empty.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, succeed
@@ -30,6 +30,7 @@ from meetrd.writeplan import IndexRow
 
 CacheKey = tuple[bytes, int, str]
 PartitionKey = tuple[str, int]
+Chunk = list[tuple[CacheKey, IndexRow]]
 
 # Rows the queue holds at most (about 100 MB): past that, a write waits
 # for its index rows as an API write does, so a flood of new series (a
@@ -66,8 +67,13 @@ class IndexQueue:
         self._clock = clock
         self._maxInFlight = inFlight
         self._rowsPerWrite = rowsPerWrite
-        self._waiting: OrderedDict[PartitionKey, dict[CacheKey, IndexRow]] = \
+        # Each partition's rows in batches of at most rowsPerWrite, the
+        # last one filling up; taking a batch is then as cheap for a
+        # partition of ten thousand rows as for one of ten.
+        self._waiting: OrderedDict[PartitionKey, deque[Chunk]] = \
             OrderedDict()
+        # The rows waiting (not those in flight), for adding each once.
+        self._keys: set[CacheKey] = set()
         self._inFlight = 0
         self._retry: Any = None
         self._backoff = FIRST_RETRY
@@ -89,15 +95,23 @@ class IndexQueue:
         Queue index rows; a row already waiting is not queued twice.
         """
         waiting = self._waiting
-        for key, row in rows:
+        keys = self._keys
+        size = self._rowsPerWrite
+        for item in rows:
+            key, row = item
+            if key in keys:
+                continue
+            keys.add(key)
             partition = (row.metric, row.slice)
-            found = waiting.get(partition)
-            if found is None:
-                waiting[partition] = {key: row}
-                self.queued += 1
-            elif key not in found:
-                found[key] = row
-                self.queued += 1
+            chunks = waiting.get(partition)
+            if chunks is None:
+                waiting[partition] = chunks = deque([[]])
+            last = chunks[-1]
+            if len(last) >= size:
+                last = []
+                chunks.append(last)
+            last.append(item)
+            self.queued += 1
         self._pump()
 
     def whenEmpty(self) -> Deferred[None]:
@@ -122,24 +136,24 @@ class IndexQueue:
         self._retry = None
 
     def _pump(self) -> None:
+        waiting = self._waiting
         while (not self._stopped and self._retry is None
-               and self._inFlight < self._maxInFlight and self._waiting):
-            partition, rows = next(iter(self._waiting.items()))
-            if len(rows) <= self._rowsPerWrite:
-                del self._waiting[partition]
-                batch = rows
-            else:
-                batch = {}
-                for key in list(rows)[:self._rowsPerWrite]:
-                    batch[key] = rows.pop(key)
+               and self._inFlight < self._maxInFlight and waiting):
+            partition, chunks = next(iter(waiting.items()))
+            batch = chunks.popleft()
+            if chunks:
                 # The rest of this partition goes after the others.
-                self._waiting.move_to_end(partition)
+                waiting.move_to_end(partition)
+            else:
+                del waiting[partition]
+            for key, _ in batch:
+                self._keys.discard(key)
             self._inFlight += 1
-            self._send(list(batch.values())).addCallbacks(
+            self._send([row for _, row in batch]).addCallbacks(
                 self._sent, self._failed, callbackArgs=(batch,),
                 errbackArgs=(partition, batch))
 
-    def _sent(self, _: Any, batch: dict[CacheKey, IndexRow]) -> None:
+    def _sent(self, _: Any, batch: Chunk) -> None:
         self._inFlight -= 1
         self.queued -= len(batch)
         self.written += len(batch)
@@ -151,21 +165,26 @@ class IndexQueue:
         self._pump()
 
     def _failed(self, failure: Any, partition: PartitionKey,
-                batch: dict[CacheKey, IndexRow]) -> None:
+                batch: Chunk) -> None:
         self._inFlight -= 1
         self.failures += 1
-        # Back at the head of the queue, unless newer rows of the same
-        # series came meanwhile.
-        rows = self._waiting.get(partition)
-        if rows is None:
-            self._waiting[partition] = dict(batch)
-        else:
-            for key, row in batch.items():
-                if key in rows:
-                    self.queued -= 1
-                else:
-                    rows[key] = row
-        self._waiting.move_to_end(partition, last=False)
+        # Back at the head of the queue, but for rows of the same series
+        # queued again meanwhile.
+        keys = self._keys
+        again = []
+        for item in batch:
+            if item[0] in keys:
+                self.queued -= 1
+            else:
+                keys.add(item[0])
+                again.append(item)
+        if again:
+            chunks = self._waiting.get(partition)
+            if chunks is None:
+                self._waiting[partition] = deque([again])
+            else:
+                chunks.appendleft(again)
+            self._waiting.move_to_end(partition, last=False)
         if self._stopped:
             return
         if self._retry is None:

@@ -14,11 +14,13 @@ from meetrd.writeplan import IndexRow
 
 def rows(metric: str, count: int, first: int = 0):
     """
-    C{count} index rows of one metric and slice, with their cache keys.
+    C{count} index rows of one metric and slice, with their cache keys
+    (whose series identifier, like L{meetrd.layout.seriesId}'s, differs
+    from one metric to another).
     """
     made = []
     for i in range(first, first + count):
-        identifier = i.to_bytes(4, "big")
+        identifier = metric.encode() + i.to_bytes(4, "big")
         made.append(((identifier, 7, "n:node"), IndexRow(
             metric, 7, identifier, "n:node", 3_600_000,
             (("node", f"n{i}"),))))
@@ -140,3 +142,27 @@ def test_roomIsBounded():
     assert queue.hasRoom(25)
     queue.add(rows("cpu", 20))
     assert queue.hasRoom(5) and not queue.hasRoom(6)
+
+
+def test_rowQueuedAgainWhileItsBatchFailsIsWrittenOnce():
+    """
+    A row queued again while its batch is in flight (the next scrape of
+    its series) is written once when that batch fails: the batch goes
+    back to the head without it, and the queue counts it once.
+    """
+    clock = Clock()
+    send = Sender()
+    queue = IndexQueue(send, clock, inFlight=1, rowsPerWrite=10)
+    queue.add(rows("cpu", 25))
+    assert [len(b) for b, _ in send.batches] == [10]
+    queue.add(rows("cpu", 4))
+    assert queue.queued == 29
+    send.batches[0][1].errback(RuntimeError("Cassandra timed out"))
+    assert queue.queued == 25
+    clock.advance(FIRST_RETRY)
+    while len(send.batches) > sum(1 for _, d in send.batches if d.called):
+        send.batches[-1][1].callback(None)
+    assert queue.queued == 0 and queue.written == 25
+    written = [row.seriesId for b, _ in send.batches[1:] for row in b]
+    assert sorted(written) == sorted(r.seriesId for _, r in rows("cpu", 25))
+    assert [len(b) for b, _ in send.batches[1:]] == [6, 10, 9]
