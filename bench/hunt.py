@@ -903,7 +903,11 @@ class AbsorbProbe:
         """
         Look at one reading of C{/metrics}, taken at C{now}.
         """
-        unknown = metrics.get("health", {}).get("unknown", 0.0)
+        health = metrics.get("health")
+        if health is None:
+            # No gauge of the targets' health: never taken as absorbed.
+            return
+        unknown = health.get("unknown", 0.0)
         queue = metrics.get("index_queue")
         requests = metrics["cassandra_requests"]
         scrapes = sum(metrics["scrapes"].values())
