@@ -28,12 +28,17 @@ warning.  Six faults of the driver's classes are mended by a subclass:
     for the garbage collector to walk, promoted to its oldest generation
     (at 200 scrapes a second and 5 s, about 1,300 requests and 60,000
     objects); a cancelled timer now lets go of its request.
+
+The subclass also sends the batches of point rows that
+L{meetrd.binding} packs as they are, without the driver's per-value
+encoding (see L{meetrd.binding.encodeBatchFrame}).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import warnings
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -103,11 +108,14 @@ def twistedConnectionClass() -> type:
         category=DeprecationWarning,
     )
     from cassandra.connection import Timer
+    from cassandra.protocol import ProtocolHandler
     from cassandra.io.twistedreactor import (
         TwistedConnection,
         TwistedConnectionProtocol,
     )
     from twisted.python.threadable import isInIOThread
+
+    from meetrd.binding import encodeBatchFrame
     from twisted.internet import reactor
     from twisted.internet.endpoints import (
         TCP4ClientEndpoint,
@@ -155,6 +163,15 @@ def twistedConnectionClass() -> type:
                 self.transport.write(data)
             else:
                 super().push(data)
+
+        def send_msg(self, msg: Any, request_id: int, cb: Any,
+                     encoder: Any = ProtocolHandler.encode_message,
+                     decoder: Any = ProtocolHandler.decode_message,
+                     result_metadata: Any = None) -> int:
+            return super().send_msg(
+                msg, request_id, cb,
+                encoder=partial(encodeBatchFrame, encoder),
+                decoder=decoder, result_metadata=result_metadata)
 
         @classmethod
         def create_timer(cls, timeout: float, callback: Any) -> Any:

@@ -62,6 +62,18 @@ def uniqueKeyspace(prefix: str = "t") -> str:
     return f"meetr_{prefix}_{uuid.uuid4().hex[:12]}"
 
 
+def storeSettings(node: tuple[str, int], keyspace: str) -> Any:
+    """
+    The Cassandra settings of a store on C{keyspace} at the test node,
+    reading and writing at consistency ONE.
+    """
+    from meetrd.settings import settingsFromMapping
+
+    return settingsFromMapping({"cassandra": {
+        "contact_points": [node[0]], "port": node[1], "keyspace": keyspace,
+        "consistency": {"read": "ONE", "write": "ONE"}}}, "test").cassandra
+
+
 def recordShapedPlans(monkeypatch: Any) -> list[bool]:
     """
     Whether each write the store plans from now on was planned from a

@@ -19,6 +19,7 @@ from meetrd.points import Point, freezeTags
 from meetrd.search import Query, runSearch
 from meetrd.settings import settingsFromMapping
 from meetrd.store import MetricStore
+from tests.support import storeSettings
 
 pytestmark = pytest.mark.cassandra
 
@@ -55,10 +56,7 @@ async def test_answersCutAnywhereAreRead(piecemeal, node, keyspace):
     points of 30 series (answers of one segment each) and reads them back
     (answers of several segments), summed and counted exactly.
     """
-    settings = settingsFromMapping({"cassandra": {
-        "contact_points": [node[0]], "port": node[1], "keyspace": keyspace,
-        "consistency": {"read": "ONE", "write": "ONE"}}}, "test")
-    store = MetricStore(settings.cassandra, 0, reactor)
+    store = MetricStore(storeSettings(node, keyspace), 0, reactor)
     await store.connect()
     try:
         points = [Point("pieces", freezeTags({"node": f"n{i % 3}",
