@@ -6,12 +6,12 @@ C{BoundStatement}: a type lookup and a serializer call per value, an
 object per row, and a routing key computed for every row.  A partition's
 rows share their first two values (source and bucket) and the types of
 the others are fixed by the C{points} table, so the rows of one partition
-are bound here at once: the first row through the driver (which checks
-the statement's columns and gives the batch its routing key and keyspace),
-the others serialized with C{struct} into the same wire form the driver's
-serializers give (C{tests/test_binding.py} compares them value for value),
-and sent as they are (C{tests/test_batchframe.py} compares the frames).
-The rows of the series index are bound the same way (L{indexBatch}): a
+are bound here at once, serialized with C{struct} into the same wire form
+the driver's serializers give (C{tests/test_binding.py} compares them
+value for value), and sent as they are (C{tests/test_batchframe.py}
+compares the frames); the batch gets its routing key and keyspace as the
+driver would have given them.  The rows of the series index are bound
+much the same way (L{indexBatch}, its first row through the driver): a
 burst of new series brings a hundred thousand of them, and the driver's
 binding of a row with its map of tags costs about 9 µs.
 """
@@ -43,32 +43,38 @@ def pointBatch(insert: Any, source: str, bucket: int,
     partition of C{points} with the prepared C{insert} (whose values are
     source, bucket, series id, ts, value, and the TTL when C{ttl} is
     given).
+
+    No row goes through the driver's binding (a C{BoundStatement} with a
+    serializer call per value and its routing key worked out, about 60 µs
+    for the first row of every batch): the batch is routed by its
+    partition key, which the driver packs from the key's two values, in
+    the statement's keyspace.
     """
     from cassandra.query import BatchStatement, BatchType
 
+    ttlValue = (_INT(ttl),) if ttl else ()
+    if len(insert.column_metadata) != 5 + len(ttlValue):
+        raise ValueError(f"a points insert takes {5 + len(ttlValue)} "
+                         f"values, not {len(insert.column_metadata)}")
     batch = BatchStatement(BatchType.UNLOGGED, consistency_level=level)
-    ttlValue = (ttl,) if ttl else ()
-    first = rows[0]
-    batch.add(insert, (source, bucket, *first, *ttlValue))
-    if len(rows) == 1:
-        return batch
-    # The rows' entries (prepared?, query id, values) are made only while
-    # the driver encodes the batch: kept as packed columns meanwhile, the
-    # rows of the requests in flight are a few lists for the garbage
-    # collector to walk rather than two tuples a row.
+    sourceBytes = source.encode("utf-8")
+    bucketBytes = _BIGINT(bucket)
+    batch.routing_key = (sourceBytes, bucketBytes)
+    # As a BoundStatement has it: a statement prepared with its keyspace
+    # in the query names it only in its columns.
+    batch.keyspace = insert.column_metadata[0].keyspace_name
+    if insert.custom_payload:
+        batch.custom_payload = dict(insert.custom_payload)
     batch._statements_and_parameters = PackedRows(
-        batch._statements_and_parameters[0], insert.query_id,
-        source.encode("utf-8"), _BIGINT(bucket), rows[1:],
-        (_INT(ttl),) if ttl else ())
+        insert.query_id, sourceBytes, bucketBytes, rows, ttlValue)
     return batch
 
 
 class PackedRows:
     """
     The entries of a batch for the rows of one partition (what
-    C{BatchStatement.add} would have listed): the first as the driver
-    bound it, the others already in their wire form, one C{bytes} for all
-    of them.
+    C{BatchStatement.add} would have listed), already in their wire form,
+    one C{bytes} for all of them.
 
     The driver's own encoding of a batch (C{BatchMessage.send_body})
     writes every value of every entry by a call of its own, 120 µs for a
@@ -80,13 +86,12 @@ class PackedRows:
     flight.
     """
 
-    __slots__ = ("_first", "_queryId", "_source", "_bucket", "_ttl",
-                 "_count", "_prefix", "_rows")
+    __slots__ = ("_queryId", "_source", "_bucket", "_ttl", "_count",
+                 "_prefix", "_rows")
 
-    def __init__(self, first: Any, queryId: bytes, source: bytes,
-                 bucket: bytes, rows: Sequence[tuple[bytes, int, float]],
+    def __init__(self, queryId: bytes, source: bytes, bucket: bytes,
+                 rows: Sequence[tuple[bytes, int, float]],
                  ttl: tuple[bytes, ...]) -> None:
-        self._first = first
         self._queryId = queryId
         self._source = source
         self._bucket = bucket
@@ -114,10 +119,9 @@ class PackedRows:
                 for identifier, ts, value in rows])
 
     def __len__(self) -> int:
-        return 1 + self._count
+        return self._count
 
     def __iter__(self) -> Iterator[tuple[bool, bytes, tuple[bytes, ...]]]:
-        yield self._first
         queryId, source, bucket, ttl = (self._queryId, self._source,
                                         self._bucket, self._ttl)
         packed = self._rows
@@ -141,28 +145,7 @@ class PackedRows:
         The entries as C{BatchMessage.send_body} writes them, between the
         count of entries and the consistency level.
         """
-        return _entry(self._first) + self._rows
-
-
-def _entry(entry: tuple[bool, Any, Sequence[Any]]) -> bytes:
-    """
-    One prepared entry of a batch as C{BatchMessage.send_body} writes it.
-    """
-    from cassandra.query import UNSET_VALUE
-
-    prepared, queryId, values = entry
-    if not prepared:
-        raise ValueError("only prepared statements are packed")
-    parts = [b"\x01", _SHORT(len(queryId)), queryId, _SHORT(len(values))]
-    for value in values:
-        if value is None:
-            parts.append(_INT(-1))
-        elif value is UNSET_VALUE:
-            parts.append(_INT(-2))
-        else:
-            parts.append(_INT(len(value)))
-            parts.append(value)
-    return b"".join(parts)
+        return self._rows
 
 
 # The header of a frame from protocol version 3 on: version, flags, stream

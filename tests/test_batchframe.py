@@ -55,8 +55,8 @@ def messages(rows: list, ttl: int, **options) -> tuple[BatchMessage,
     """
     entries = [entry(row, ttl) for row in rows]
     packed = PackedRows(
-        entries[0], QUERY_ID, SOURCE.encode(), LongType.serialize(BUCKET, 5),
-        rows[1:], (Int32Type.serialize(ttl, 5),) if ttl else ())
+        QUERY_ID, SOURCE.encode(), LongType.serialize(BUCKET, 5), rows,
+        (Int32Type.serialize(ttl, 5),) if ttl else ())
     args = dict(batch_type=BatchType.UNLOGGED,
                 consistency_level=ConsistencyLevel.LOCAL_QUORUM)
     args.update(options)

@@ -61,10 +61,23 @@ def test_sameBytesAsTheDriver(cql, tables, ttl):
     assert len(batch) == len(ROWS)
     assert list(batch._statements_and_parameters) == \
         list(batch._statements_and_parameters)
-    assert batch.routing_key == insert.bind(
-        ("n:bind:1", 500_000, *ROWS[0], *ttlValue)).routing_key
+    bound = insert.bind(("n:bind:1", 500_000, *ROWS[0], *ttlValue))
+    assert batch.routing_key == bound.routing_key
+    assert batch.keyspace == bound.keyspace == tables
     assert batch.consistency_level == ConsistencyLevel.QUORUM
     assert batch.batch_type == BatchType.UNLOGGED
+
+
+def test_statementOfOtherColumnsRefused(cql, tables):
+    """
+    A statement that does not take a point's values (with the TTL or
+    without, as asked) is refused rather than given rows it does not
+    take.
+    """
+    withTTL = cql.prepare(schema.INSERT_POINT.format(ks=tables) +
+                          schema.WITH_TTL)
+    with pytest.raises(ValueError, match="takes 5 values, not 6"):
+        pointBatch(withTTL, "n:bind:4", 7, ROWS, 0, ConsistencyLevel.ONE)
 
 
 def test_rowsLandAsWritten(cql, tables):
