@@ -159,8 +159,9 @@ def encodeBatchFrame(encoder: Any, message: Any, streamId: int,
                      allow_beta_protocol_version: bool = False) -> bytes:
     """
     A frame for C{message}, as C{encoder} (the driver's
-    C{ProtocolHandler.encode_message}, whose arguments follow it) makes it, but with a batch of
-    L{PackedRows} put in whole: the driver encodes the message without
+    C{ProtocolHandler.encode_message}, whose arguments follow it) makes
+    it, but with a batch of L{PackedRows} put in whole: the driver
+    encodes the message without
     its entries (the batch type, a count of none, then the consistency,
     flags, timestamp and keyspace as the version wants them), and the
     entries go in after the batch type, with their count.

@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import ipaddress
 import warnings
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from twisted.internet.protocol import Factory
