@@ -161,10 +161,10 @@ def encodeBatchFrame(encoder: Any, message: Any, streamId: int,
     A frame for C{message}, as C{encoder} (the driver's
     C{ProtocolHandler.encode_message}, whose arguments follow it) makes
     it, but with a batch of L{PackedRows} put in whole: the driver
-    encodes the message without
-    its entries (the batch type, a count of none, then the consistency,
-    flags, timestamp and keyspace as the version wants them), and the
-    entries go in after the batch type, with their count.
+    encodes the message without its entries (the batch type, a count of
+    none, then the consistency, flags, timestamp and keyspace as the
+    version wants them), and the entries go in after the batch type,
+    with their count.
 
     A message the splice does not fit (another kind, a version before 3,
     a custom payload, a body compressed whole, which protocol version 5

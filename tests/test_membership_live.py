@@ -136,11 +136,12 @@ def _scrapes(daemon: Daemon, untilS: float, sinceS: float
     """
     spanS = math.ceil(untilS - sinceS + INTERVAL)
     for attempt in range(READS):
+        if attempt:
+            time.sleep(1)
         status, body = promQuery(daemon.base, "/api/v1/query", {
             "query": f'up{{job="share"}}[{spanS}s]', "time": untilS})
         if status != 503:
             break
-        time.sleep(1)
     assert status == 200, body
     return {series["metric"]["t"]: [float(t) for t, _ in series["values"]]
             for series in body["data"]["result"]}
