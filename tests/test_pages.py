@@ -746,6 +746,124 @@ def test_cachedValuesReadAsTheLibraryReadsThem(value: str) -> None:
     assert read(cache) == read(None)
 
 
+SERIES = ['a{x="1"}', 'a{x="2"}', "up", 'b{x="q\\"}"}', 'c{x="1"} 5 }',
+          "t\t", ":bad", 'd{x="}"}', "e}f", 'g{x="1",y="a b"}', "h{}", "#",
+          "", 'i{x="\u00e9"}']
+SERIES_TEXTS = st.sampled_from(SERIES)
+# Lines, plain ones (no blank around, one space, no timestamp) most often.
+LINE_TEXTS = st.tuples(
+    st.sampled_from(["", "", "", " ", "\t", "\u00a0"]), SERIES_TEXTS,
+    st.sampled_from([" ", " ", " ", "  ", "\t"]), VALUE_TEXTS,
+    st.sampled_from(["", "", "", " ", "\r", " 1700000000001"])
+).map("".join)
+
+
+def readOrFail(body: str, cache: PageCache | None,
+               limits: PageLimits | None = None) -> object:
+    """A page's points, or the reason it failed."""
+    try:
+        return parse(body, TEXT, cache=cache, limits=limits)
+    except PageError as e:
+        return e.reason
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(LINE_TEXTS, max_size=12), st.lists(LINE_TEXTS, max_size=12),
+       st.one_of(st.integers(10, 14), st.just(50000)))
+def test_warmReadsOfWholePagesEqualColdReads(
+        first: list[str], lines: list[str], maxSamples: int) -> None:
+    """
+    Any page read with the cache its previous pages left (a page of plain
+    lines of cached series goes through the shorter read) gives the
+    same points, skipped count or failure as without a cache, and leaves
+    the cache a cold read of it would.
+    """
+    limits = PageLimits(maxSamples=maxSamples)
+    body = textPage(*lines)
+    cache = PageCache()
+    # Every series whose line is a sample: nine of them cached (a line
+    # split elsewhere by the library, or with a tab, is never cached).
+    readOrFail(textPage(*(f"{series} 1" for series in SERIES
+                          if series not in ("e}f", ""))), cache, limits)
+    assert len(cache) == 9
+    readOrFail(textPage(*first), cache, limits)
+    warm = readOrFail(body, cache, limits)
+    assert warm == readOrFail(body, None, limits)
+    if not isinstance(warm, str):
+        fresh = PageCache()
+        readOrFail(body, fresh, limits)
+        assert cache.series == fresh.series
+
+
+@pytest.mark.parametrize("line", [
+    'c{x="1"} 5 } 3', 'new{y="1"} 2', 'e}f 1', " 1", 'a{x="1"} 1\r',
+    ' a{x="1"} 1', 'a{x="1"} 1 ', 'a{x="1"}  1', 'a{x="1"}\t1', "up\t1",
+    'a{x="1"} 1_0', 'a{x="1"} 0x10', 'a{x="1"} NaN', "up +Inf", ":bad 2",
+    ":bad x", 'b{x="q\\"}"} 4', 'd{x="}"} 5', 'a{x="1"} 1 }', "h{} 3",
+    'a{x="1"} 1 1700000000001', "\u00a0up 1"])
+def test_warmReadOfAnOddLineEqualsColdRead(line: str) -> None:
+    """
+    A line that is not plain, or whose series is not cached, beside
+    cached plain lines, is read as without a cache.
+    """
+    cached = ['a{x="1"} 1', "up 1", ":bad 1", 'b{x="q\\"}"} 1',
+              'd{x="}"} 1', "h{} 1", 'c{x="1"} 5 } 1']
+    cache = PageCache()
+    parse(textPage(*cached), TEXT, cache=cache)
+    assert len(cache) == 6
+    body = textPage(*cached, line)
+    assert readOrFail(body, cache) == readOrFail(body, None)
+    assert readOrFail(body, cache) == readOrFail(body, None)
+
+
+def test_plainWarmPageIsReadWithoutSplittingLines(monkeypatch) -> None:
+    """
+    A page whose every sample line is plain and cached is read without
+    splitting its lines as the library would; one line with a timestamp
+    sends the whole page back to the line-by-line reader.
+    """
+    lines = [f'm{{slot="{i}"}} {i}.5' for i in range(1000)]
+    cache = PageCache()
+    parse(textPage("# TYPE m gauge", *lines), TEXT, cache=cache)
+    monkeypatch.setattr(prompage, "_seriesKey", None)
+    page = parse(textPage("# TYPE m gauge", "", *lines), TEXT, cache=cache)
+    assert len(page.points) == 1000
+    assert page.points[999] == Point(
+        "m", (("job", "nodes"), ("node", "artemis"), ("slot", "999")),
+        NOW, 999.5)
+    with pytest.raises(TypeError):
+        parse(textPage(*lines[:-1], lines[-1] + " 1700000000001"), TEXT,
+              cache=cache)
+
+
+def test_plainWarmPageKeepsTheSampleLimit() -> None:
+    """
+    A warm plain page of one sample too many (a cached series twice)
+    fails as a cold one does; one at the limit is read.
+    """
+    limits = PageLimits(maxSamples=6)
+    lines = [f'm{{slot="{i}"}} 1' for i in range(6)]
+    cache = PageCache()
+    parse(textPage(*lines), TEXT, cache=cache, limits=limits)
+    assert len(parse(textPage(*lines), TEXT, cache=cache,
+                     limits=limits).points) == 6
+    with pytest.raises(PageError, match="sample limit 6 exceeded"):
+        parse(textPage(*lines, lines[0]), TEXT, cache=cache, limits=limits)
+
+
+def test_longLinesOfBracesReadAsCold() -> None:
+    """
+    Lines of a hundred thousand braces and spaces beside a cached series
+    are refused or read as without a cache.
+    """
+    cache = PageCache()
+    parse(textPage('a{x="1"} 1'), TEXT, cache=cache)
+    for line in ("} " * 100_000, 'a{x="1"}' + " }" * 100_000,
+                 "a" + "} a" * 100_000 + " 1"):
+        body = textPage('a{x="1"} 2', line)
+        assert readOrFail(body, cache) == readOrFail(body, None)
+
+
 def test_cacheHoldsTheLastPageOnly() -> None:
     """The cache keeps the last page's series and forgets the rest."""
     cache = PageCache()

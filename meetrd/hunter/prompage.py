@@ -38,7 +38,9 @@ a probe line made of the same series and the value C{0} gave the same
 name, labels, value and no timestamp: this proves the library splits any
 line of that series at the same place, so a cached read gives exactly what
 the library would.  Lines with a tab and no braces are always parsed
-afresh.
+afresh.  A page whose every sample line is plain (a cached series, one
+space and a value, as a node's unchanged page has them) is read with still
+less work a line (L{_readRepeated}), to the same result.
 
 Timestamps: the text format writes milliseconds and the library gives
 seconds (the ms divided by 1000), OpenMetrics writes seconds and the
@@ -189,6 +191,10 @@ def readText(text: str, builder: PageBuilder,
         old = {}
     new: dict[str, tuple[str, Any]] = {}
 
+    if cache is not None and old and _readRepeated(text, builder, cache,
+                                                    old):
+        return
+
     limits = builder.limits
     maxSamples = limits.maxSamples
     defaultTs = builder.defaultTsMs
@@ -258,6 +264,53 @@ def readText(text: str, builder: PageBuilder,
     builder.skip(skipped)
     if cache is not None:
         cache.series = new
+
+
+def _readRepeated(text: str, builder: PageBuilder, cache: PageCache,
+                  old: dict[str, tuple[str, Any]]) -> bool:
+    """
+    Read a page whose every sample line is plain and of a series in the
+    cache, as L{readText} would, with less work a line; C{False}, with
+    nothing read, for any other page, which L{readText} then reads line
+    by line.
+
+    A plain line is a cached series, one space and a value of neither a
+    blank nor C{_} that C{float} reads: no timestamp, no blank at either
+    end.  Its series is what L{_seriesKey} finds (a cached series starts
+    with no blank; it ends with C{}}, and the value holds none, or it is
+    a bare name, with no blank or brace in it), and its value is the bare
+    token that L{readText} gives to C{float}.
+    """
+    defaultTs = builder.defaultTsMs
+    isfinite = math.isfinite
+    new: dict[str, tuple[str, Any]] = {}
+    points: list[Point] = []
+    append = points.append
+    skipped = 0
+    for line in text.split("\n"):
+        if not line or line[0] == "#":
+            continue
+        key, _, raw = line.rpartition(" ")
+        entry = old.get(key)
+        # Every blank but the space is unprintable.
+        if entry is None or "_" in raw or not raw.isprintable():
+            return False
+        try:
+            value = float(raw)
+        except ValueError:
+            return False
+        new[key] = entry
+        metric, tags = entry
+        if tags is None or not isfinite(value):
+            skipped += 1
+            continue
+        append(Point(metric, tags, defaultTs, value))
+    if len(points) > builder.limits.maxSamples:
+        return False
+    builder.points.extend(points)
+    builder.skip(skipped)
+    cache.series = new
+    return True
 
 
 def _cacheable(key: str, sample: Any, sampleLine: _SampleLine) -> bool:
