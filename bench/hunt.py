@@ -229,23 +229,25 @@ class Snapshot:
 def scrapeLag(entry: dict[str, Any]) -> float | None:
     """
     How long after its grid time (the target's stable offset plus whole
-    intervals, as meetrd computes lateness) a target's last scrape began.
+    intervals, as meetrd computes lateness) a target's last scrape began;
+    the grid is that of the next scrape C{/targets} gives, so that it is
+    the daemon's own (whatever its C{hunter.slot}).
     """
     from datetime import datetime
 
-    from meetrd.hunter.targets import Target, startOffset
-
-    if not entry["last_scrape"]:
+    if not entry["last_scrape"] or not entry.get("next_scrape"):
         return None
-    started = datetime.fromisoformat(entry["last_scrape"].replace(
-        "Z", "+00:00")).timestamp()
+
+    def seconds(stamp: str) -> float:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")
+                                      ).timestamp()
+
     interval = entry["interval"]
-    target = Target(entry["job"], entry["node"], entry["url"].split(
-        entry["node"], 1)[1], interval, entry["timeout"], "prometheus", ())
-    lag = (started - startOffset(target)) % interval
-    # last_scrape is truncated to the millisecond: a scrape on time within
-    # a millisecond of its grid time would look an interval late.
-    return 0.0 if lag > interval - 0.002 else lag
+    lag = (seconds(entry["last_scrape"]) - seconds(entry["next_scrape"])) \
+        % interval
+    # Both times are truncated to the millisecond: a scrape on time within
+    # a millisecond or two of its grid time would look an interval late.
+    return 0.0 if lag > interval - 0.003 else lag
 
 
 def targetTotals(daemon: Daemon) -> dict[str, Any]:
@@ -653,6 +655,8 @@ class HuntRun:
         }
         if args.cold:
             hunter["targets"] = self.groups(first)
+        if args.slot is not None and self.tree is None:
+            hunter["slot"] = args.slot
         settings = daemonSettings(
             self.keyspace, self.node, hunter=hunter,
             cassandra={"request_timeout": "30s", "connect_timeout": "10s"},
@@ -1317,6 +1321,10 @@ def parseArgs(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, default=480,
                         help="seconds the whole run may take; the waits "
                              "are cut and steps skipped to fit (480)")
+    parser.add_argument("--slot", metavar="DURATION",
+                        help="hunter.slot for this tree's daemon (the "
+                             "--before commit's keeps its own default), "
+                             "e.g. 0s for offsets spread over the interval")
     parser.add_argument("--json", metavar="PATH",
                         help="also write every measurement as JSON")
     parser.add_argument("--keep", action="store_true",

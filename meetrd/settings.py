@@ -360,6 +360,7 @@ class HunterSettings(_Frozen):
     fetch_jobs_kept: PositiveInt = 1000
     fetch_jobs_ttl: Duration = 3600.0
     fetch_timeout: Duration = 10.0
+    slot: NonNegativeDuration = 0.1
 
     @field_validator("shard", mode="before")
     @classmethod

@@ -75,6 +75,77 @@ def test_offsetsAreStableAndSpread():
     assert max(perSecond.values()) < 2000 / 10 * 1.3
 
 
+def test_offsetsFallOnSlots():
+    """
+    With a slot, a target's offset is the start of one of its interval's
+    slots (as near the slot's width as the interval divides), stable, and
+    many targets fill every slot; a slot as wide as the interval or wider
+    puts every target at 0.  Without one, offsets spread over the whole
+    interval.
+    """
+    targets = [target(f"10.0.{i // 250}.{i % 250}:9100") for i in range(2000)]
+    offsets = [startOffset(t, 0.1) for t in targets]
+    assert offsets == [startOffset(t, 0.1) for t in targets]
+    perSlot = Counter(round(o / 0.1) for o in offsets)
+    assert all(abs(o - round(o / 0.1) * 0.1) < 1e-9 for o in offsets)
+    assert sorted(perSlot) == list(range(100))
+    assert max(perSlot.values()) < 2000 / 100 * 2
+    uneven = {startOffset(t, 0.3) for t in targets}
+    assert len(uneven) == 33
+    assert all(abs(o / (10 / 33) - round(o / (10 / 33))) < 1e-9
+               for o in uneven)
+    assert {startOffset(t, 10.0) for t in targets} == {0.0}
+    assert {startOffset(t, 60.0) for t in targets} == {0.0}
+    assert len({startOffset(t) for t in targets}) > 1990
+
+
+def test_targetsOfOneSlotStartTogether():
+    """
+    The targets of one slot are all scraped at the slot's start, in one
+    turn of the clock, interval after interval.
+    """
+    clock = Clock()
+    clock.advance(999.5)
+    scraper = ScriptedScraper(clock)
+    loops = [ScrapeLoop(target(f"10.0.0.{i}:9100"), scraper, clock,
+                        slot=1.0) for i in range(60)]
+    for loop in loops:
+        loop.start()
+    for _ in range(60):
+        clock.advance(0.5)
+        for _, _, d in scraper.fetches:
+            if not d.called:
+                d.callback(page())
+    bySlot = Counter(loop.offset for loop in loops)
+    assert len(bySlot) == 10 and max(bySlot.values()) > 1
+    assert Counter(t for t, _, _ in scraper.fetches) == Counter({
+        1000 + 10 * k + offset: count
+        for offset, count in bySlot.items() for k in range(3)})
+
+
+def test_hunterChoosesOffsetsFromItsSlotSetting():
+    """
+    C{hunter.slot} reaches every target's schedule: 250 ms slots, or
+    spread offsets with C{0s}.
+    """
+    from meetrd.hunter.service import HunterService
+    from meetrd.settings import settingsFromMapping
+
+    def offsets(slot):
+        settings = settingsFromMapping({"hunter": {"slot": slot, "targets": [
+            {"job": "web", "nodes": [f"127.0.0.1:{9100 + i}"
+                                     for i in range(200)],
+             "path": "/metrics", "interval": "10s"}]}}, "test")
+        hunter = HunterService(settings, RecordingStore(), Clock())
+        hunter.reloadTargetFiles()
+        return [loop.offset for loop in hunter.loops.values()]
+
+    slotted = offsets("250ms")
+    assert len(slotted) == 200 and len(set(slotted)) <= 40
+    assert all(abs(o / 0.25 - round(o / 0.25)) < 1e-9 for o in slotted)
+    assert len(set(offsets("0s"))) == 200
+
+
 def test_firstScrapeAtOffset():
     """
     The first scrape falls at the target's offset on the interval grid,

@@ -98,6 +98,9 @@ def test_immutable():
      "x.yaml: hunter.targets.0: timeout must be more than 0 and never above"),
     ({"hunter": {"allow": ["300.0.0.0/8"]}}, "x.yaml: hunter.allow:"),
     ({"hunter": {"shard": {"index": 2, "count": 2}}}, "x.yaml: hunter.shard:"),
+    ({"hunter": {"slot": "-100ms"}},
+     "x.yaml: hunter.slot: expected a duration"),
+    ({"hunter": {"slot": 5}}, "x.yaml: hunter.slot: a duration needs a unit"),
     ([1, 2], "x.yaml: expected a mapping"),
 ])
 def test_badSettings(data, message):

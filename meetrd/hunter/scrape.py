@@ -248,8 +248,13 @@ class ScrapeLoop:
     log = Logger()
 
     def __init__(self, target: Target, scraper: Scraper, reactor: Any,
-                 onResult: Callable[[ScrapeResult], None] | None = None
-                 ) -> None:
+                 onResult: Callable[[ScrapeResult], None] | None = None,
+                 slot: float = 0.0) -> None:
+        """
+        @param slot: the width of the slots the target's offset is chosen
+            from (see L{startOffset}); C{0} spreads offsets over the
+            whole interval.
+        """
         self.target = target
         self.scraper = scraper
         self.reactor = reactor
@@ -264,7 +269,7 @@ class ScrapeLoop:
         # way to the store), and how many of them are writing.
         self._inFlight: set[Deferred[None]] = set()
         self._writing = 0
-        self.offset = startOffset(target)
+        self.offset = startOffset(target, slot)
 
     def nextDue(self, now: float) -> float:
         """

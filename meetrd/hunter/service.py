@@ -242,7 +242,7 @@ class HunterService(Service):
                 continue
             if key not in self.loops:
                 loop = ScrapeLoop(target, self.scraper, self.reactor,
-                                  self._scraped)
+                                  self._scraped, self.targetSettings.slot)
                 self.loops[key] = loop
                 if self.hunting:
                     loop.start()

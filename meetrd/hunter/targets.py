@@ -72,11 +72,24 @@ def stableHash(key: str) -> int:
         hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def startOffset(target: Target) -> float:
+def startOffset(target: Target, slot: float = 0.0) -> float:
     """
     Where in its interval a target's scrapes fall, in seconds: spread by a
     stable hash so that many targets of one interval do not fire at once.
+
+    With a C{slot}, the offset is the start of one of the interval's
+    slots, C{slot} seconds apart (or as near as the interval divides into
+    a whole number of them), so that the targets of one slot start
+    together, in one turn of the reactor: their fetches go out together,
+    their answers come back together, and their writes share the
+    connection's sends to Cassandra.  At 1,000 targets every 10 s, slots
+    of 100 ms (ten targets each) took the reactor 1.5 ms a scrape where
+    spread offsets took 2.2 (C{bench/hunt.py}); a slot's targets arrive
+    at a node's network and at Cassandra as one burst, which is the price.
     """
+    if slot > 0:
+        slots = max(1, round(target.interval / slot))
+        return (stableHash(target.key) % slots) * (target.interval / slots)
     return (stableHash(target.key) % 1_000_000) / 1_000_000 * target.interval
 
 
