@@ -209,10 +209,24 @@ def _value(k: int, i: int) -> float:
 
 def toPoints(items: Iterable[dict[str, Any]]) -> list[Point]:
     """
-    The points meetrd's validation makes of C{items} (epoch seconds).
+    The points meetrd's validation makes of C{items} (epoch seconds):
+    points of equal tags share one frozen tuple, as the API's decoder
+    (L{meetrd.jsonbatch}) and the hunter's page reader give them to the
+    store, whose plan of a write looks series up by that tuple's
+    identity.  (Each point had a tuple of its own before 2026-12-03: 2.9
+    ms of planning a 1,000-point node-shape request instead of 1.8.)
     """
-    return [Point(item["metric_id"], freezeTags(item.get("tags")),
-                  item["ts"] * 1000, float(item["value"])) for item in items]
+    tagSets: dict[Any, Any] = {}
+    points = []
+    for item in items:
+        raw = item.get("tags") or {}
+        key = tuple(raw.items())
+        tags = tagSets.get(key)
+        if tags is None:
+            tags = tagSets[key] = freezeTags(raw)
+        points.append(Point(item["metric_id"], tags, item["ts"] * 1000,
+                            float(item["value"])))
+    return points
 
 
 def dayStart(daysAgo: int) -> int:
