@@ -33,6 +33,7 @@ from meetrd.hunter.pages import (
     chooseSyntax,
     parsePage,
 )
+from meetrd.hunter.pagebuild import SeriesLines
 from meetrd.points import Point
 
 BASE = {"node": "artemis", "job": "nodes"}
@@ -767,6 +768,20 @@ def readOrFail(body: str, cache: PageCache | None,
         return e.reason
 
 
+def assertReadAsCold(body: str, cache: PageCache,
+                     limits: PageLimits) -> None:
+    """
+    Reading C{body} with C{cache} gives what a read without a cache gives,
+    and leaves C{cache} as a first read with a cache of its own would.
+    """
+    read = readOrFail(body, cache, limits)
+    assert read == readOrFail(body, None, limits)
+    if not isinstance(read, str):
+        alone = PageCache()
+        readOrFail(body, alone, limits)
+        assert cache.series == alone.series
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(LINE_TEXTS, max_size=12), st.lists(LINE_TEXTS, max_size=12),
        st.one_of(st.integers(10, 14), st.just(50000)))
@@ -787,12 +802,61 @@ def test_warmReadsOfWholePagesEqualColdReads(
                           if series not in ("e}f", ""))), cache, limits)
     assert len(cache) == 9
     readOrFail(textPage(*first), cache, limits)
-    warm = readOrFail(body, cache, limits)
-    assert warm == readOrFail(body, None, limits)
-    if not isinstance(warm, str):
-        fresh = PageCache()
-        readOrFail(body, fresh, limits)
-        assert cache.series == fresh.series
+    assertReadAsCold(body, cache, limits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(LINE_TEXTS, max_size=12), st.lists(LINE_TEXTS, max_size=12),
+       st.one_of(st.integers(10, 14), st.just(50000)))
+def test_firstReadsThroughSharedLinesEqualColdReads(
+        first: list[str], lines: list[str], maxSamples: int) -> None:
+    """
+    A new target's first page, read with a cache that shares the series
+    parts other targets' pages taught (with other base tags), gives the
+    same points, skipped count or failure as without a cache, and leaves
+    its cache as a cold read with a cache of its own would.
+    """
+    limits = PageLimits(maxSamples=maxSamples)
+    shared = SeriesLines()
+    other = PageCache(shared)
+    parse(textPage(*(f"{series} 1" for series in SERIES
+                     if series not in ("e}f", ""))), TEXT,
+          base={"node": "other", "job": "nodes"}, limits=limits, cache=other)
+    readOrFail(textPage(*first), other, limits)
+    assert len(shared) >= 9
+    body = textPage(*lines)
+    assertReadAsCold(body, PageCache(shared), limits)
+
+
+def test_sharedLinesSpareTheLibrarysLineParser(monkeypatch) -> None:
+    """
+    The first page of a second target whose lines a first target's page
+    had is read without the library's line parser; its tags are its own.
+    """
+    lines = [f'm{{slot="{i}",mode="idle"}} {i}' for i in range(500)]
+    shared = SeriesLines()
+    parse(textPage(*lines), TEXT, cache=PageCache(shared))
+    assert len(shared) == 500
+    calls = []
+    library = prompage._LIBRARY_SAMPLE_LINE
+    monkeypatch.setattr(prompage, "_LIBRARY_SAMPLE_LINE",
+                        lambda line: calls.append(line) or library(line))
+    page = parse(textPage(*lines, "new 1"), TEXT, base={"node": "b"},
+                 cache=PageCache(shared))
+    assert calls == ["new 1"]
+    assert page.points[7] == Point(
+        "m", (("mode", "idle"), ("node", "b"), ("slot", "7")), NOW, 7.0)
+    assert len(page.points) == 501
+
+
+def test_sharedLinesAreBounded() -> None:
+    """Series lines start afresh once the limit is reached."""
+    shared = SeriesLines(limit=3)
+    parse(textPage(*(f'm{{x="{i}"}} 1' for i in range(3))), TEXT,
+          cache=PageCache(shared))
+    assert len(shared) == 3
+    parse(textPage('m{x="9"} 1'), TEXT, cache=PageCache(shared))
+    assert len(shared) == 1
 
 
 @pytest.mark.parametrize("line", [

@@ -110,6 +110,46 @@ class ParsedPage:
     syntax: str
 
 
+# Series parts kept at most by L{SeriesLines} (a few tens of MB).
+SHARED_LINES_AT_MOST = 100_000
+
+
+class SeriesLines:
+    """
+    The series parts of Prometheus text lines (see
+    L{meetrd.hunter.prompage}) that prometheus_client was shown to split
+    where meetrd does, each with the name and labels the library gave it:
+    shared by the L{PageCache}s of every target of one hunter, so that the
+    first page of a new target whose lines other targets' pages already
+    had (a fleet of nodes running the same exporter) is not parsed line by
+    line again.  Bounded: when full, it starts afresh.
+    """
+
+    __slots__ = ("_parts", "limit")
+
+    def __init__(self, limit: int = SHARED_LINES_AT_MOST) -> None:
+        self.limit = limit
+        self._parts: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._parts)
+
+    def get(self, key: str) -> tuple[str, dict[str, str]] | None:
+        """
+        The name and labels of a series part, or C{None}.
+        """
+        return self._parts.get(key)
+
+    def add(self, key: str, name: str, labels: Mapping[str, str]) -> None:
+        """
+        Remember what the library made of a series part (its labels are
+        copied, and never changed afterwards).
+        """
+        if len(self._parts) >= self.limit:
+            self._parts = {}
+        self._parts[key] = (name, dict(labels))
+
+
 class PageCache:
     """
     What one target's previous page taught, to read its next page faster.
@@ -125,11 +165,16 @@ class PageCache:
     that went away; it starts afresh when the base tags or limits change.
     """
 
-    __slots__ = ("context", "series")
+    __slots__ = ("context", "series", "shared")
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SeriesLines | None = None) -> None:
+        """
+        @param shared: the hunter's L{SeriesLines}, which every target's
+            cache shares, or C{None}.
+        """
         self.context: object = None
         self.series: dict[str, tuple[str, Tags | None]] = {}
+        self.shared = shared
 
     def __len__(self) -> int:
         return len(self.series)

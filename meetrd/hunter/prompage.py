@@ -40,7 +40,12 @@ line of that series at the same place, so a cached read gives exactly what
 the library would.  Lines with a tab and no braces are always parsed
 afresh.  A page whose every sample line is plain (a cached series, one
 space and a value, as a node's unchanged page has them) is read with still
-less work a line (L{_readRepeated}), to the same result.
+less work a line (L{_readRepeated}), to the same result.  The series
+parts proven so are also kept, with the name and labels the library gave
+them, in the hunter's L{meetrd.hunter.pagebuild.SeriesLines}, which every
+target's cache shares: the first page of a new target is not parsed line
+by line where other targets' pages had the same lines (its own base tags
+are then applied).
 
 Timestamps: the text format writes milliseconds and the library gives
 seconds (the ms divided by 1000), OpenMetrics writes seconds and the
@@ -181,12 +186,14 @@ def readText(text: str, builder: PageBuilder,
                       "not a Prometheus text page")
         return
 
+    shared = None
     if cache is not None:
         context = (builder.baseTags, builder.limits)
         if cache.context != context:
             cache.clear()
             cache.context = context
         old = cache.series
+        shared = cache.shared
     else:
         old = {}
     new: dict[str, tuple[str, Any]] = {}
@@ -210,9 +217,10 @@ def readText(text: str, builder: PageBuilder,
             continue
         key, tail = _seriesKey(line)
         entry = old.get(key) if key is not None else None
+        known = shared.get(key) if shared is not None and entry is None \
+            and key is not None else None
         try:
-            if entry is not None:
-                metric, tags = entry
+            if entry is not None or known is not None:
                 bare = tail.lstrip()
                 if bare and " " not in bare and "\t" not in bare \
                         and "_" not in bare:
@@ -222,7 +230,15 @@ def readText(text: str, builder: PageBuilder,
                     value = float(bare)
                     timestamp = None
                 else:
-                    value, timestamp = valueLine(tail)
+                    value, timestamp = float(bare), None
+                if entry is not None:
+                    metric, tags = entry
+                else:
+                    # A series another target's page taught: the library
+                    # would give this line the same name and labels.
+                    metric, labels = known  # type: ignore[misc]
+                    tags = builder.series(metric, labels)
+                    entry = (metric, tags)
             else:
                 sample = sampleLine(line)
                 metric = sample.name
@@ -232,6 +248,8 @@ def readText(text: str, builder: PageBuilder,
                 if cache is not None and key is not None \
                         and _cacheable(key, sample, sampleLine):
                     entry = (metric, tags)
+                    if shared is not None:
+                        shared.add(key, metric, sample.labels)
         except PageError:
             raise
         except Exception as e:

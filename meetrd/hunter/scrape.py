@@ -22,7 +22,7 @@ ticks, rather than keep more points of one target in memory.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
@@ -30,6 +30,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from meetrd.hunter.fetch import FetchError, Fetcher
+from meetrd.hunter.pagebuild import SeriesLines
 from meetrd.hunter.pages import PageCache, PageError, PageLimits, parsePage
 from meetrd.hunter.targets import Target, startOffset
 from meetrd.points import Point, Tags, freezeTags
@@ -129,6 +130,8 @@ class Scraper:
     and an on-demand fetch share (L{scrape}).
 
     @ivar semaphore: caps the fetches in flight.
+    @ivar lines: the series parts of page lines every target's
+        L{PageCache} shares (see L{SeriesLines}).
     """
 
     fetcher: Fetcher
@@ -136,6 +139,7 @@ class Scraper:
     limits: PageLimits
     semaphore: DeferredSemaphore
     reactor: Any
+    lines: SeriesLines = field(default_factory=SeriesLines)
 
     log = Logger()
 
@@ -260,7 +264,7 @@ class ScrapeLoop:
         self.reactor = reactor
         self.health = TargetHealth()
         self.onResult = onResult
-        self._cache = PageCache()
+        self._cache = PageCache(scraper.lines)
         self._memo = ShapeMemo()
         self._healthTags = freezeTags(target.tags)
         self._start: Any = None
