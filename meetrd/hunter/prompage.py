@@ -230,7 +230,7 @@ def readText(text: str, builder: PageBuilder,
                     value = float(bare)
                     timestamp = None
                 else:
-                    value, timestamp = float(bare), None
+                    value, timestamp = valueLine(tail)
                 if entry is not None:
                     metric, tags = entry
                 else:
