@@ -401,7 +401,12 @@ class MetricStore:
             auth_provider=auth,
         )
         try:
-            session = cluster.connect()
+            # Every pool opened (or failed) before the first statement:
+            # the driver otherwise returns once one node's pool is open,
+            # and the schema changes below go to one chosen node (see
+            # schema.schemaRunner), which fails at once while that node's
+            # pool is still being opened.
+            session = cluster.connect(wait_for_all_pools=True)
             ks = settings.keyspace
             timeout = max(settings.request_timeout, 30.0)
             schema.createTables(session, settings, timeout)

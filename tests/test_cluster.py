@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import pytest_twisted
+from twisted.internet import reactor
 
 pytestmark = [pytest.mark.cassandra]
 
@@ -74,6 +76,52 @@ def waitFor(condition: Any, seconds: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"gave up waiting for {what}"
         time.sleep(0.5)
+
+
+@pytest_twisted.ensureDeferred
+async def test_schemaNodeWhosePoolOpensLastStillTakesTheSchema(cql: Any
+                                                                ) -> None:
+    """
+    The store sends its schema changes to one node, the live node of the
+    lowest address.  When that node's connection pool opens last (here:
+    three seconds after the others, the contact point being the second
+    node), the store still connects and makes its tables, instead of
+    failing its first statement for want of a pool to that node.
+    """
+    points = contactPoints()
+    if len(points) < 3:
+        pytest.skip("MEETR_TEST_CLUSTER does not name three nodes")
+    from meetrd.store import MetricStore
+    from meetrd.twistedconnection import twistedConnectionClass
+    from tests.test_rollups import settingsFor
+
+    schemaNode = min(host for host, _ in points)
+    contact = next(point for point in points if point[0] != schemaNode)
+    opened = []
+
+    class SlowToTheSchemaNode(twistedConnectionClass()):  # type: ignore[misc]
+        @classmethod
+        def factory(cls, endpoint: Any, timeout: float, *args: Any,
+                    **kwargs: Any) -> Any:
+            if endpoint.address == schemaNode:
+                time.sleep(3)
+            opened.append(endpoint.address)
+            return super().factory(endpoint, timeout, *args, **kwargs)
+
+    keyspace = f"meetr_pools_{uuid.uuid4().hex[:12]}"
+    settings = settingsFor(contact, keyspace)
+    store = MetricStore(settings.cassandra, 0, reactor,
+                        connectionClass=SlowToTheSchemaNode)
+    try:
+        await store.connect()
+        assert opened[0] == contact[0] and schemaNode in opened
+        tables = {row[0] for row in cql.execute(
+            "SELECT table_name FROM system_schema.tables "
+            "WHERE keyspace_name = %s", (keyspace,))}
+        assert {"points", "members"} <= tables, tables
+    finally:
+        cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        await store.close()
 
 
 @pytest.fixture
