@@ -1198,8 +1198,13 @@ class MetricStore:
             return _failed(e)
         since = self._startedAt.setdefault(
             instance, int(self._reactor.seconds() * 1000))
-        return self._run(statements.insertMember,
-                         (instance, since, warm, max(1, round(ttlSeconds))))
+        # Past the cap on writes in flight, as are members() and leave():
+        # behind a backlog of points (a slow cluster holds each write up
+        # to the request timeout) the row would expire while it waited,
+        # and the others would take this instance's share while it still
+        # hunts it.  One beat at a time (Membership's LoopingCall).
+        return self._runNow(statements.insertMember,
+                            (instance, since, warm, max(1, round(ttlSeconds))))
 
     def members(self) -> Deferred[list[tuple[str, bool | None]]]:
         """
@@ -1210,7 +1215,7 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        return self._read(statements.selectMembers, None).addCallback(
+        return self._runNow(statements.selectMembers, None).addCallback(
             lambda rows: [(row[0], row[1]) for row in rows])
 
     def leave(self, instance: str) -> Deferred[Any]:
@@ -1221,7 +1226,7 @@ class MetricStore:
             statements = self._require()
         except StoreUnavailable as e:
             return _failed(e)
-        return self._run(statements.deleteMember, (instance,))
+        return self._runNow(statements.deleteMember, (instance,))
 
     def metricNames(self, progress: ReadProgress | None = None
                     ) -> Deferred[list[str]]:
